@@ -1,0 +1,59 @@
+"""nbtools: turn parametrized Jupyter notebooks into a reproducible, tracked ML pipeline.
+
+The public API is what this module exports; everything under ``nbtools.core`` is internal.
+Names are imported on first use, so ``import nbtools`` (and the command line) starts fast even
+though running a pipeline needs MLflow, Papermill and nbconvert.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DataSourceError": "nbtools.core.errors",
+    "InvalidParameterError": "nbtools.core.errors",
+    "NbtoolsError": "nbtools.core.errors",
+    "Pipeline": "nbtools.core.spec",
+    "PipelineSpecError": "nbtools.core.errors",
+    "ProjectNotFoundError": "nbtools.core.errors",
+    "RunNotFoundError": "nbtools.core.errors",
+    "RunResult": "nbtools.core.runner",
+    "Stage": "nbtools.core.spec",
+    "StageContext": "nbtools.core.context",
+    "StageFailedError": "nbtools.core.errors",
+    "list_runs": "nbtools.core.records",
+    "load_pipeline": "nbtools.core.spec",
+    "load_run": "nbtools.core.records",
+    "run_pipeline": "nbtools.core.runner",
+    "stage_context": "nbtools.core.context",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from nbtools.core.context import StageContext, stage_context
+    from nbtools.core.errors import (
+        DataSourceError,
+        InvalidParameterError,
+        NbtoolsError,
+        PipelineSpecError,
+        ProjectNotFoundError,
+        RunNotFoundError,
+        StageFailedError,
+    )
+    from nbtools.core.records import list_runs, load_run
+    from nbtools.core.runner import RunResult, run_pipeline
+    from nbtools.core.spec import Pipeline, Stage, load_pipeline
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nbtools' has no attribute '{name}'")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

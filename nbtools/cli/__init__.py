@@ -1,0 +1,27 @@
+"""The ``nbtools`` command line: create a project, run its pipeline, look at past runs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nbtools.cli.project import new
+from nbtools.cli.run import run
+from nbtools.cli.runs import runs
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nbtools")
+def cli() -> None:
+    """Reproducible, tracked ML pipelines from parametrized Jupyter notebooks."""
+
+
+cli.add_command(new)
+cli.add_command(run)
+cli.add_command(runs)
+
+
+def main() -> None:
+    """Entry point of the ``nbtools`` console script."""
+    sys.exit(cli.main(prog_name="nbtools", standalone_mode=True))

@@ -1,0 +1,62 @@
+"""The nbtools error family.
+
+Every error a user can meet derives from :class:`NbtoolsError` and from the builtin it refines,
+so ``except ValueError`` keeps working for code that does not know nbtools.
+"""
+
+from __future__ import annotations
+
+
+class NbtoolsError(Exception):
+    """Base class of every error raised by nbtools."""
+
+
+class PipelineSpecError(NbtoolsError, ValueError):
+    """``pipeline.yaml`` or the stage notebooks it names do not describe a valid pipeline."""
+
+
+class InvalidParameterError(NbtoolsError, ValueError):
+    """A parameter has an unknown name, a wrong type or a value out of its range."""
+
+
+class DataSourceError(NbtoolsError, ValueError):
+    """A data source cannot be read, or its content is unusable (empty, malformed, wrong schema)."""
+
+
+class RunNotFoundError(NbtoolsError, LookupError):
+    """No run record has the requested run id."""
+
+
+class ProjectNotFoundError(NbtoolsError, FileNotFoundError):
+    """No ``pipeline.yaml`` was found in the given directory or its parents."""
+
+
+class ModelRegistryError(NbtoolsError, RuntimeError):
+    """The model registry cannot do what was asked: a champion that cannot be loaded or scored."""
+
+
+class StageFailedError(NbtoolsError, RuntimeError):
+    """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
+
+    Parameters
+    ----------
+    stage : str
+        Name of the stage that failed.
+    reason : str
+        One line saying what went wrong (exception type and message, timeout or dead kernel).
+    cell_index : int or None
+        Index of the failing cell in the executed notebook, when known.
+    notebook : str
+        Path of the executed notebook, saved with every output produced before the failure.
+    """
+
+    def __init__(self, stage: str, reason: str, cell_index: int | None, notebook: str) -> None:
+        self.stage = stage
+        self.reason = reason
+        self.cell_index = cell_index
+        self.notebook = notebook
+        where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+        super().__init__(
+            f"Stage '{stage}' failed in {where}: {reason}. "
+            f"The executed notebook is saved at {notebook}."
+        )

@@ -1,0 +1,146 @@
+"""Run records: one folder per pipeline run, never overwritten, with an atomic ``manifest.json``.
+
+::
+
+    runs/<run_id>/
+      manifest.json        what ran, with which parameters, how it went, what it produced
+      <nn>_<stage>/        output.ipynb, output.html and the stage's own outputs
+
+The manifest is rewritten atomically after every stage, so a run killed at any moment leaves a
+readable record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nbtools.core.errors import RunNotFoundError
+
+MANIFEST = "manifest.json"
+EXECUTED_NOTEBOOK = "output.ipynb"
+HTML_RECORD = "output.html"
+RECORDED_VALUES = "recorded.json"
+
+
+def now() -> str:
+    """Return the current UTC time as an ISO 8601 string, as stored in manifests."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """Return a fresh run id that sorts by start time: ``YYYYmmdd-HHMMSS-xxxxxx``."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def stage_dir_name(index: int, stage: str) -> str:
+    """Return the folder name of a stage inside a run record, such as ``05_train``."""
+    return f"{index:02d}_{stage}"
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically: to a temporary file first, then renamed over the old one.
+
+    Returns
+    -------
+    Path
+        The manifest's path.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / MANIFEST
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".manifest-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """Read the manifest of the run record in ``run_dir``.
+
+    Raises
+    ------
+    RunNotFoundError
+        When the folder holds no manifest.
+    """
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise RunNotFoundError(f"No run record at {run_dir} (missing {MANIFEST}).")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Return the manifests of every run under ``runs_dir``, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    folders = sorted((p for p in runs_dir.iterdir() if (p / MANIFEST).is_file()), reverse=True)
+    return [read_manifest(p) for p in folders]
+
+
+def load_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """Return the manifest of run ``run_id``; a unique prefix of the id is enough.
+
+    Raises
+    ------
+    RunNotFoundError
+        When no run, or more than one, matches.
+    """
+    matches = [p for p in runs_dir.glob(f"{run_id}*") if (p / MANIFEST).is_file()]
+    if len(matches) != 1:
+        known = ", ".join(m["run_id"] for m in list_runs(runs_dir)[:5]) or "none yet"
+        problem = "No run" if not matches else f"{len(matches)} runs"
+        raise RunNotFoundError(
+            f"{problem} in {runs_dir} match the id '{run_id}'. Latest runs: {known}."
+        )
+    return read_manifest(matches[0])
+
+
+def latest_stage_output(runs_dir: Path, stage: str) -> Path | None:
+    """Return the output folder of ``stage`` in the newest run where it succeeded, if any."""
+    for manifest in list_runs(runs_dir):
+        record = manifest.get("stages", {}).get(stage)
+        if record and record.get("status") == "succeeded":
+            folder = runs_dir / manifest["run_id"] / record["dir"]
+            if folder.is_dir():
+                return folder
+    return None
+
+
+def read_recorded(stage_dir: Path) -> dict[str, Any]:
+    """Return the named values a stage recorded with ``stage.record``."""
+    path = stage_dir / RECORDED_VALUES
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def hash_outputs(stage_dir: Path) -> dict[str, str]:
+    """Return the SHA-256 of every output file of a stage, by path relative to its folder.
+
+    The executed notebook and its HTML render are left out: they hold timings and change on
+    every run, while the outputs proper are reproducible.
+    """
+    skip = {EXECUTED_NOTEBOOK, HTML_RECORD}
+    hashes: dict[str, str] = {}
+    for path in sorted(stage_dir.rglob("*")):
+        if path.is_file() and path.name not in skip:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            hashes[path.relative_to(stage_dir).as_posix()] = "sha256:" + digest.hexdigest()
+    return hashes

@@ -1,0 +1,308 @@
+"""The pipeline spec: ``pipeline.yaml`` and the stage notebooks it names, checked as one graph.
+
+A project is a folder holding ``pipeline.yaml`` and one notebook per stage. Loading it checks
+everything that can be checked without starting a kernel: known keys, existing notebooks with
+exactly one ``parameters`` cell, known inputs and no cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from nbtools.core.errors import InvalidParameterError, PipelineSpecError, ProjectNotFoundError
+from nbtools.core.params import Parameter, parse_parameters_cell, resolve_parameters
+
+PIPELINE_FILE = "pipeline.yaml"
+_PIPELINE_KEYS = {
+    "name",
+    "model_name",
+    "tracking_uri",
+    "seed",
+    "cell_timeout",
+    "stages",
+    "profiles",
+}
+_STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a pipeline: a notebook, the stages it reads from, and its parameters.
+
+    Parameters
+    ----------
+    name : str
+        The stage name, unique in its pipeline.
+    notebook : Path
+        Absolute path of the stage notebook.
+    inputs : tuple of str
+        Names of the upstream stages whose outputs this stage reads.
+    parameters : dict
+        Values set for this stage in ``pipeline.yaml``.
+    timeout : int
+        Seconds one cell may run before the stage fails.
+    """
+
+    name: str
+    notebook: Path
+    inputs: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout: int = 600
+
+    @cached_property
+    def schema(self) -> dict[str, Parameter]:
+        """The typed parameters declared in the notebook's ``parameters`` cell."""
+        return parse_parameters_cell(parameters_cell(self.notebook, self.name), self.name)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A loaded, checked pipeline.
+
+    Parameters
+    ----------
+    name : str
+        Pipeline name; also the MLflow experiment name.
+    project_dir : Path
+        The folder holding ``pipeline.yaml``.
+    stages : tuple of Stage
+        The stages in an order where every stage comes after its inputs.
+    model_name : str
+        Name of the model in the MLflow registry.
+    tracking_uri : str
+        MLflow tracking URI, with a relative SQLite path made absolute.
+    seed : int
+        Seed handed to every stage.
+    profiles : dict
+        Named parameter sets.
+    """
+
+    name: str
+    project_dir: Path
+    stages: tuple[Stage, ...]
+    model_name: str
+    tracking_uri: str
+    seed: int = 42
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder holding one run record per pipeline run."""
+        return self.project_dir / "runs"
+
+    def stage(self, name: str) -> Stage:
+        """Return the stage called ``name``.
+
+        Raises
+        ------
+        PipelineSpecError
+            When there is no such stage.
+        """
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise PipelineSpecError(
+            f"Pipeline '{self.name}' has no stage '{name}'. "
+            f"Stages: {', '.join(s.name for s in self.stages)}."
+        )
+
+    def upstream(self, name: str) -> list[Stage]:
+        """Return ``name`` and every stage it depends on, in run order."""
+        needed = {name}
+        for stage in reversed(self.stages):
+            if stage.name in needed:
+                needed.update(stage.inputs)
+        return [s for s in self.stages if s.name in needed]
+
+    def resolve(
+        self, profile: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Resolve every stage's parameters: notebook < ``pipeline.yaml`` < profile < overrides.
+
+        Raises
+        ------
+        InvalidParameterError
+            For an unknown profile, stage or parameter, or a value that does not fit.
+        """
+        layers: list[Mapping[str, Any]] = [
+            {f"{s.name}.{k}": v for k, v in s.parameters.items()} for s in self.stages
+        ]
+        if profile is not None:
+            if profile not in self.profiles:
+                known = ", ".join(self.profiles) or "none"
+                raise InvalidParameterError(
+                    f"Pipeline '{self.name}' has no profile '{profile}'. Profiles: {known}."
+                )
+            layers.append(self.profiles[profile])
+        layers.append(overrides or {})
+        return resolve_parameters({s.name: s.schema for s in self.stages}, layers)
+
+
+def find_project(start: str | Path = ".") -> Path:
+    """Return the nearest folder at or above ``start`` that holds ``pipeline.yaml``.
+
+    Raises
+    ------
+    ProjectNotFoundError
+        When neither ``start`` nor any parent holds one.
+    """
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PIPELINE_FILE).is_file():
+            return folder
+    raise ProjectNotFoundError(
+        f"No {PIPELINE_FILE} in {here} or its parents. Create a project with "
+        "`nbtools new DIR`, or pass --project DIR."
+    )
+
+
+def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
+    """Load and check the pipeline of the project at or above ``project_dir``.
+
+    Raises
+    ------
+    ProjectNotFoundError
+        When no ``pipeline.yaml`` is found.
+    PipelineSpecError
+        When the file or a stage notebook does not describe a valid pipeline.
+    """
+    root = find_project(project_dir)
+    path = root / PIPELINE_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineSpecError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PipelineSpecError(f"{path} must be a mapping with a 'stages' section.")
+    _check_keys(raw, _PIPELINE_KEYS, f"{path}")
+    stages_raw = raw.get("stages")
+    if not isinstance(stages_raw, dict) or not stages_raw:
+        raise PipelineSpecError(f"{path} must have a 'stages' mapping with at least one stage.")
+    timeout = _positive_int(raw.get("cell_timeout", 600), "cell_timeout", path)
+    stages = [_stage(name, body, root, timeout, path) for name, body in stages_raw.items()]
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise PipelineSpecError(f"'profiles' in {path} must map each profile name to a mapping.")
+    name = str(raw.get("name") or root.name)
+    return Pipeline(
+        name=name,
+        project_dir=root,
+        stages=_in_run_order(stages, path),
+        model_name=str(raw.get("model_name") or f"{name}-model"),
+        tracking_uri=absolute_tracking_uri(
+            str(raw.get("tracking_uri", "sqlite:///mlflow.db")), root
+        ),
+        seed=_positive_int(raw.get("seed", 42), "seed", path, allow_zero=True),
+        profiles={str(k): dict(v) for k, v in profiles.items()},
+    )
+
+
+def absolute_tracking_uri(uri: str, project_dir: Path) -> str:
+    """Make a relative ``sqlite:///`` path absolute against the project folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str((project_dir / uri[len(prefix) :]).resolve())
+    return uri
+
+
+def parameters_cell(notebook: Path, stage: str) -> str:
+    """Return the source of the one cell tagged ``parameters`` in ``notebook``.
+
+    Raises
+    ------
+    PipelineSpecError
+        When the notebook is missing or unreadable, or has no or several ``parameters`` cells.
+    """
+    if not notebook.is_file():
+        raise PipelineSpecError(f"Stage '{stage}' names notebook {notebook}, which does not exist.")
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several unrelated types for a broken file
+        raise PipelineSpecError(
+            f"Notebook {notebook} of stage '{stage}' is unreadable: {exc}"
+        ) from exc
+    cells = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
+    if len(cells) != 1:
+        raise PipelineSpecError(
+            f"Notebook {notebook} of stage '{stage}' must have exactly one code cell tagged "
+            f"'parameters'; it has {len(cells)}."
+        )
+    return str(cells[0].source)
+
+
+def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:
+    if not isinstance(body, dict) or "notebook" not in body:
+        raise PipelineSpecError(f"Stage '{name}' in {path} must be a mapping with a 'notebook'.")
+    _check_keys(body, _STAGE_KEYS, f"stage '{name}' in {path}")
+    inputs = body.get("inputs") or []
+    parameters = body.get("parameters") or {}
+    if not isinstance(inputs, list) or not isinstance(parameters, dict):
+        raise PipelineSpecError(
+            f"Stage '{name}' in {path}: 'inputs' must be a list of stage names and "
+            "'parameters' a mapping."
+        )
+    return Stage(
+        name=str(name),
+        notebook=(root / str(body["notebook"])).resolve(),
+        inputs=tuple(str(i) for i in inputs),
+        parameters=dict(parameters),
+        timeout=_positive_int(body.get("timeout", timeout), f"stages.{name}.timeout", path),
+    )
+
+
+def _in_run_order(stages: list[Stage], path: Path) -> tuple[Stage, ...]:
+    by_name = {s.name: s for s in stages}
+    for stage in stages:
+        for name in stage.inputs:
+            if name not in by_name:
+                raise PipelineSpecError(
+                    f"Stage '{stage.name}' in {path} reads from '{name}', which is not a stage. "
+                    f"Stages: {', '.join(by_name)}."
+                )
+    ordered: list[Stage] = []
+    visiting: list[str] = []
+
+    def visit(stage: Stage) -> None:
+        if stage in ordered:
+            return
+        if stage.name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(stage.name) :], stage.name])
+            raise PipelineSpecError(f"The stages in {path} form a cycle: {cycle}.")
+        visiting.append(stage.name)
+        for name in stage.inputs:
+            visit(by_name[name])
+        visiting.pop()
+        ordered.append(stage)
+
+    for stage in stages:
+        visit(stage)
+    return tuple(ordered)
+
+
+def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(map(str, raw)) - allowed)
+    if unknown:
+        raise PipelineSpecError(
+            f"Unknown key(s) {', '.join(unknown)} in {where}. "
+            f"Allowed: {', '.join(sorted(allowed))}."
+        )
+
+
+def _positive_int(value: Any, key: str, path: Path, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise PipelineSpecError(
+            f"'{key}' in {path} must be a {'non-negative' if allow_zero else 'positive'} "
+            f"integer. Got {value!r} instead."
+        )
+    return value

@@ -1,0 +1,44 @@
+"""Shared fixtures: fixture-notebook projects and a pre-migrated MLflow database."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FIXTURE_NOTEBOOKS = Path(__file__).parent / "notebooks"
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema migrations done once per test session."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def make_project(tmp_path: Path, migrated_db: Path):
+    """Build a project from fixture notebooks and a ``stages:`` YAML body.
+
+    Usage: ``make_project("produce: {notebook: produce.ipynb}")`` returns the project folder.
+    """
+
+    def build(stages_yaml: str, extra: str = "") -> Path:
+        root = tmp_path / "project"
+        root.mkdir()
+        for notebook in FIXTURE_NOTEBOOKS.glob("*.ipynb"):
+            shutil.copy(notebook, root / notebook.name)
+        shutil.copy(migrated_db, root / "mlflow.db")
+        body = textwrap.indent(textwrap.dedent(stages_yaml).strip(), "  ")
+        (root / "pipeline.yaml").write_text(
+            f"name: fixture\ntracking_uri: sqlite:///mlflow.db\n{extra}\nstages:\n{body}\n",
+            encoding="utf-8",
+        )
+        return root
+
+    return build
