@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from nbtools.cli.check import check
 from nbtools.cli.project import new
 from nbtools.cli.run import run
 from nbtools.cli.runs import runs
@@ -17,6 +18,7 @@ def cli() -> None:
     """Reproducible, tracked ML pipelines from parametrized Jupyter notebooks."""
 
 
+cli.add_command(check)
 cli.add_command(new)
 cli.add_command(run)
 cli.add_command(runs)

@@ -8,19 +8,42 @@ gets a banner saying what happened.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+from traitlets import CaselessStrEnum
 
 from nbtools.core.errors import StageFailedError
 
 KERNEL_NAME = "python3"
 _BANNER_TAG = "nbtools-error"
+
+
+class _LocalKernelManager(AsyncKernelManager):
+    """Talks to stage kernels over Unix domain sockets: local only, guarded by file permissions."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+
+class _KnownParametersOnly(logging.Filter):
+    """Drops Papermill's unknown-parameter warning: nbtools validated every name already.
+
+    Papermill's own parser of the parameters cell misses annotated names such as
+    ``metric: str | None = None`` and would warn about them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+logging.getLogger("papermill").addFilter(_KnownParametersOnly())
 
 
 def execute_stage(
@@ -64,6 +87,7 @@ def execute_stage(
             language="python",
             progress_bar=False,
             execution_timeout=timeout,
+            kernel_manager_class=_LocalKernelManager,
         )
     except PapermillExecutionError as exc:
         # Papermill saved the notebook with a banner cell at the top and an anchor cell before

@@ -13,6 +13,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from nbtools.core.data import make_churn
 from nbtools.core.errors import DataSourceError, NbtoolsError
 from nbtools.core.spec import PIPELINE_FILE
 
@@ -79,8 +80,6 @@ def create_project(
     yaml = YAML()
     spec = yaml.load((templates / PIPELINE_FILE).read_text(encoding="utf-8"))
     if data is None:
-        from nbtools.core.data import make_churn
-
         (root / DEMO_DATA).parent.mkdir()
         make_churn().to_csv(root / DEMO_DATA, index=False)
     else:

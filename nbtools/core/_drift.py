@@ -1,0 +1,227 @@
+"""Statistics behind :mod:`nbtools.core.monitoring`: reference summaries and per-column tests.
+
+Everything here works on plain NumPy arrays and pandas Series, vectorised: one sort per numeric
+column gives its quantiles and its bin counts, so a million rows take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+OTHER = "<other>"  # bucket for categories outside the reference's most frequent ones
+QUANTILE_LEVELS = 1000  # quantile sketch at levels (i + 0.5) / 1000
+DISCRETE_MAX_VALUES = 5  # numeric columns with at most this many values are tested as categorical
+PSI_EPSILON = 1e-4  # share used in place of an empty bin, so PSI stays finite
+
+
+# --- reference -------------------------------------------------------------------------------
+
+
+def column_kind(series: pd.Series) -> str:
+    """``"datetime"``, ``"numeric"`` (numbers but not booleans) or ``"categorical"``."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return "numeric"
+    return "categorical"
+
+
+def finite_values(series: pd.Series, kind: str = "numeric") -> np.ndarray:
+    """The finite values of a numeric column, or of a datetime column as days since 1970.
+
+    Missing and infinite values, and text that does not parse as a date, are dropped.
+    """
+    if kind == "datetime":
+        with warnings.catch_warnings():  # text in several formats is parsed element by element
+            warnings.simplefilter("ignore", UserWarning)
+            stamps = pd.to_datetime(series, errors="coerce", utc=True)
+        series = (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(days=1)
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    return values[np.isfinite(values)]
+
+
+def numeric_reference(
+    series: pd.Series, sample_size: int, rng: np.random.Generator, kind: str = "numeric"
+) -> dict[str, Any]:
+    """Quantile sketch, decile histogram, sample and moments of a numeric or datetime column."""
+    values = np.sort(finite_values(series, kind))
+    n = int(values.size)
+    out: dict[str, Any] = {
+        "kind": kind,
+        "dtype": str(series.dtype),
+        "count": n,
+        "missing": int(series.size - n),
+    }
+    if n == 0:
+        return out
+    edges = np.unique(sorted_quantiles(values, np.linspace(0.1, 0.9, 9)))
+    keep = np.sort(rng.choice(n, size=sample_size, replace=False)) if n > sample_size else None
+    out.update(
+        mean=float(values.mean()),
+        std=float(values.std()),
+        min=float(values[0]),
+        max=float(values[-1]),
+        quantiles=sorted_quantiles(values, levels(QUANTILE_LEVELS)).tolist(),
+        histogram={
+            "edges": edges.tolist(),
+            "counts": sorted_bin_counts(values, edges).astype(int).tolist(),
+        },
+        sample=(values if keep is None else values[keep]).tolist(),
+    )
+    distinct, counts = np.unique(values, return_counts=True)
+    if distinct.size <= DISCRETE_MAX_VALUES:
+        out["frequencies"] = {number_key(v): int(c) for v, c in zip(distinct, counts, strict=True)}
+        out["other"] = 0
+    return out
+
+
+def categorical_reference(series: pd.Series, max_categories: int = 100) -> dict[str, Any]:
+    """Category counts keyed by text: the most frequent ones, the rest pooled as ``other``."""
+    counts = category_counts(series).sort_values(ascending=False, kind="stable")
+    kept = counts.iloc[:max_categories]
+    return {
+        "kind": "categorical",
+        "dtype": str(series.dtype),
+        "count": int(counts.sum()),
+        "missing": int(series.isna().sum()),
+        "frequencies": {str(k): int(v) for k, v in kept.items()},
+        "other": int(counts.iloc[max_categories:].sum()),
+    }
+
+
+def category_counts(series: pd.Series) -> pd.Series:
+    """Counts of the non-missing values of a column, keyed by their text form."""
+    counts = series.value_counts(dropna=True)
+    # Several values can share a text form (1 and "1"): the reference is keyed by text.
+    return counts.groupby(counts.index.map(str)).sum()
+
+
+def number_key(value: float) -> str:
+    """The text key of a value of a discrete numeric column (``1`` and ``1.0`` share one)."""
+    return repr(float(value))
+
+
+def levels(n: int) -> np.ndarray:
+    """The ``n`` quantile levels of the sketch, at the middle of ``n`` equal slices."""
+    return (np.arange(n) + 0.5) / n
+
+
+def sorted_quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantiles of sorted values with linear interpolation (NumPy's default), without sorting."""
+    position = levels * (values.size - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, values.size - 1)
+    return values[low] + (position - low) * (values[high] - values[low])
+
+
+def sorted_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of sorted values in the bins (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    cumulative = np.searchsorted(values, edges, side="right")
+    return np.diff(np.concatenate([[0], cumulative, [values.size]]))
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_column(
+    name: str,
+    ref: dict[str, Any],
+    current: pd.Series,
+    levels: np.ndarray,
+    *,
+    alpha: float,
+    min_rows: int,
+    large_sample: int,
+    wasserstein_threshold: float,
+    js_threshold: float,
+) -> dict[str, Any]:
+    """Run the drift test of one column; the p-value adjustment and its decision come later."""
+    numeric = ref["kind"] != "categorical"
+    numeric_values = np.sort(finite_values(current, ref["kind"])) if numeric else None
+    cur_count = int(numeric_values.size if numeric_values is not None else current.notna().sum())
+    out: dict[str, Any] = {
+        "column": name,
+        "kind": ref["kind"],
+        "test": "not_enough_data",
+        "statistic": None,
+        "p_value": None,
+        "p_value_adjusted": None,
+        "threshold": alpha,
+        "drift": None,
+        "psi": None,
+        "reference_count": int(ref["count"]),
+        "current_count": cur_count,
+    }
+    if min(int(ref["count"]), cur_count) < min_rows:
+        return out
+    large = min(int(ref["count"]), cur_count) > large_sample
+    if "frequencies" in ref:
+        ref_counts, cur_counts = paired_counts(ref, current)
+        out["psi"] = psi(ref_counts, cur_counts)
+        if large:
+            out.update(
+                test="jensen_shannon",
+                threshold=js_threshold,
+                statistic=float(
+                    jensenshannon(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
+                ),
+            )
+        else:
+            out["test"] = "chi_square"
+            out["statistic"], out["p_value"] = chi_square(ref_counts, cur_counts)
+        return out
+    assert numeric_values is not None
+    edges = np.asarray(ref["histogram"]["edges"], dtype=float)
+    out["psi"] = psi(
+        np.asarray(ref["histogram"]["counts"], dtype=float),
+        sorted_bin_counts(numeric_values, edges),
+    )
+    if large:
+        gaps = np.abs(np.asarray(ref["quantiles"]) - sorted_quantiles(numeric_values, levels))
+        # A column tested as continuous has more than 5 distinct values, so its std is > 0.
+        out.update(
+            test="wasserstein",
+            threshold=wasserstein_threshold,
+            statistic=float(gaps.mean()) / ref["std"],
+        )
+    else:
+        result = stats.ks_2samp(np.asarray(ref["sample"], dtype=float), numeric_values)
+        out.update(test="ks", statistic=float(result.statistic), p_value=float(result.pvalue))
+    return out
+
+
+def paired_counts(ref: dict[str, Any], current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and current counts over the reference's categories plus the other bucket."""
+    if ref["kind"] != "categorical":
+        distinct, counts = np.unique(finite_values(current, ref["kind"]), return_counts=True)
+        cur = pd.Series(counts, index=[number_key(v) for v in distinct])
+    else:
+        cur = category_counts(current)
+    keys = list(ref["frequencies"])
+    known = cur.index.isin(keys)
+    ref_counts = np.array([*ref["frequencies"].values(), ref.get("other", 0)], dtype=float)
+    cur_counts = np.append(cur.reindex(keys, fill_value=0).to_numpy(dtype=float), cur[~known].sum())
+    return ref_counts, cur_counts
+
+
+def chi_square(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity of two count vectors; (statistic, p-value)."""
+    table = np.vstack([ref_counts, cur_counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    result = stats.chi2_contingency(table, correction=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    """Population stability index between two count vectors over the same bins."""
+    ref = np.maximum(ref_counts / ref_counts.sum(), PSI_EPSILON)
+    cur = np.maximum(cur_counts / cur_counts.sum(), PSI_EPSILON)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))

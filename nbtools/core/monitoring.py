@@ -1,0 +1,586 @@
+"""Data drift between the training reference and new data.
+
+:func:`reference_statistics` summarises the training features once, at training time, into a small
+JSON-serialisable dict: enough to test drift later without the raw training data. For a numeric
+column it keeps a quantile sketch, a histogram on fixed (decile) bin edges, a sample of up to 5,000
+values, the mean and the standard deviation; for a categorical column the category frequencies.
+
+:func:`detect_drift` compares new data with that reference column by column. The test follows
+Evidently's defaults, chosen by sample size (the smaller of the reference and current counts):
+
+============  ======================================  =========================================
+column        at most ``large_sample`` values          more values
+============  ======================================  =========================================
+numeric       two-sample Kolmogorov-Smirnov test       Wasserstein distance / reference std
+categorical   chi-square test of homogeneity           Jensen-Shannon distance (natural log)
+============  ======================================  =========================================
+
+Dates are tested like numbers, in days since 1970. A numeric column with at most 5 distinct
+reference values is tested as categorical. P-values are adjusted with the Benjamini-Hochberg
+procedure across the columns tested with a p-value; a distance drifts when it reaches its
+threshold. The population stability index (PSI) is reported for information. A column with fewer
+than ``min_rows`` values on either side is "not enough data". The dataset drifts when the share of
+drifted columns reaches ``share_threshold``.
+
+:func:`drift_report_html` renders a report as one self-contained HTML page with the plots embedded;
+:func:`scores_figure` and :func:`column_figure` give the same plots for a notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+from nbtools.core import _drift
+from nbtools.core.errors import DataSourceError, InvalidParameterError
+
+FORMAT = "nbtools.reference/1"
+
+_TEST_LABELS = {
+    "ks": "Kolmogorov-Smirnov",
+    "chi_square": "chi-square",
+    "wasserstein": "Wasserstein (normed)",
+    "jensen_shannon": "Jensen-Shannon",
+    "not_enough_data": "not enough data",
+}
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """The drift test of one column.
+
+    Parameters
+    ----------
+    column : str
+        Column name.
+    kind : str
+        ``"numeric"``, ``"datetime"`` or ``"categorical"``, as in the reference.
+    test : str
+        ``"ks"``, ``"chi_square"``, ``"wasserstein"``, ``"jensen_shannon"`` or
+        ``"not_enough_data"``.
+    statistic : float or None
+        The test statistic, or the distance for the distance tests.
+    p_value : float or None
+        Raw p-value of the p-value tests.
+    p_value_adjusted : float or None
+        Benjamini-Hochberg adjusted p-value, compared with ``threshold``.
+    threshold : float
+        ``alpha`` for the p-value tests, the distance threshold for the distance tests.
+    drift : bool or None
+        Whether the column drifted; None when there was not enough data to test.
+    psi : float or None
+        Population stability index, for information.
+    reference_count, current_count : int
+        Non-missing values of the column on each side.
+    """
+
+    column: str
+    kind: str
+    test: str
+    statistic: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    threshold: float
+    drift: bool | None
+    psi: float | None
+    reference_count: int
+    current_count: int
+
+    @property
+    def score(self) -> float:
+        """Drift score on one scale for every test: 1 is the threshold, above 1 is drift.
+
+        The distance over its threshold, or log(adjusted p) / log(alpha); 0 when untested.
+        """
+        if self.statistic is None:
+            return 0.0
+        if self.p_value_adjusted is None:
+            return self.statistic / self.threshold
+        return math.log(max(self.p_value_adjusted, 1e-300)) / math.log(self.threshold)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The result of :func:`detect_drift`.
+
+    Parameters
+    ----------
+    columns : list of ColumnDrift
+        One row per reference column, in the reference's order.
+    drift_share : float or None
+        Share of drifted columns among those tested; None when no column could be tested.
+    dataset_drift : bool or None
+        Whether ``drift_share`` reaches ``share_threshold``; None when no column could be tested.
+    alpha, share_threshold : float
+        The settings the decisions used.
+    reference_rows, current_rows : int
+        Rows on each side.
+    """
+
+    columns: list[ColumnDrift]
+    drift_share: float | None
+    dataset_drift: bool | None
+    alpha: float
+    share_threshold: float
+    reference_rows: int
+    current_rows: int
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Names of the columns that drifted."""
+        return [c.column for c in self.columns if c.drift]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return one row per column, as a DataFrame indexed by column name."""
+        return pd.DataFrame([asdict(c) for c in self.columns]).set_index("column")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as a JSON-serialisable dict (the content of ``drift.json``)."""
+        out = asdict(self)
+        out["drifted_columns"] = self.drifted_columns
+        return out
+
+
+def reference_statistics(
+    X: pd.DataFrame, *, sample_size: int = 5000, seed: int = 0
+) -> dict[str, Any]:
+    """Summarise training features into the reference that drift is measured against.
+
+    Parameters
+    ----------
+    X : DataFrame
+        The training features (without the target). Numbers (not booleans) are numeric columns,
+        dates are datetime columns (tested like numbers, in days since 1970), and everything
+        else, booleans included, is categorical.
+    sample_size : int, default=5000
+        Numeric values kept per column for the Kolmogorov-Smirnov test.
+    seed : int, default=0
+        Seed of the sample, so the same data gives the same reference.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``{"format", "rows", "quantile_levels", "columns": {name: stats}}``.
+
+    Raises
+    ------
+    DataSourceError
+        If ``X`` is not a DataFrame or has no rows or no columns.
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise DataSourceError(
+            f"Reference statistics need a pandas DataFrame. Got {type(X).__name__}."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataSourceError(
+            f"Reference statistics need rows and columns. Got a frame of shape {X.shape}."
+        )
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for name in X.columns:
+        series = X[name]
+        kind = _drift.column_kind(series)
+        if kind == "categorical":
+            columns[str(name)] = _drift.categorical_reference(series)
+        else:
+            columns[str(name)] = _drift.numeric_reference(series, sample_size, rng, kind)
+    return {
+        "format": FORMAT,
+        "rows": int(X.shape[0]),
+        "quantile_levels": _drift.QUANTILE_LEVELS,
+        "columns": columns,
+    }
+
+
+def detect_drift(
+    reference_stats: dict[str, Any],
+    current: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    min_rows: int = 30,
+    large_sample: int = 1000,
+    wasserstein_threshold: float = 0.1,
+    js_threshold: float = 0.1,
+    share_threshold: float = 0.5,
+) -> DriftReport:
+    """Test every reference column of ``current`` for drift.
+
+    Parameters
+    ----------
+    reference_stats : dict
+        Output of :func:`reference_statistics` (as read back from JSON).
+    current : DataFrame
+        New data with exactly the reference's columns.
+    alpha : float, default=0.05
+        False discovery rate of the p-value tests (Benjamini-Hochberg).
+    min_rows : int, default=30
+        Fewest non-missing values, on each side, to test a column.
+    large_sample : int, default=1000
+        Above this many values on both sides, distances replace p-value tests (which flag
+        tiny, irrelevant shifts at large sample sizes).
+    wasserstein_threshold : float, default=0.1
+        Drift when the Wasserstein distance, in reference standard deviations, reaches this.
+    js_threshold : float, default=0.1
+        Drift when the Jensen-Shannon distance reaches this.
+    share_threshold : float, default=0.5
+        Dataset drift when at least this share of the tested columns drift.
+
+    Returns
+    -------
+    DriftReport
+
+    Raises
+    ------
+    InvalidParameterError
+        If an option is out of range.
+    DataSourceError
+        If the reference is malformed, or ``current`` is empty, lacks reference columns, has
+        extra ones, or has a column of another kind than the reference's (text where numbers
+        were, numbers where categories were, text that holds no dates where dates were).
+    """
+    _check_options(
+        alpha, min_rows, large_sample, wasserstein_threshold, js_threshold, share_threshold
+    )
+    references = _reference_columns(reference_stats)
+    _check_current(references, current)
+    levels = _drift.levels(int(reference_stats.get("quantile_levels", _drift.QUANTILE_LEVELS)))
+
+    raw = [
+        _drift.test_column(
+            name,
+            ref,
+            current[name],
+            levels,
+            alpha=alpha,
+            min_rows=min_rows,
+            large_sample=large_sample,
+            wasserstein_threshold=wasserstein_threshold,
+            js_threshold=js_threshold,
+        )
+        for name, ref in references.items()
+    ]
+    p_values = [r["p_value"] for r in raw if r["p_value"] is not None]
+    adjusted = iter(stats.false_discovery_control(p_values, method="bh") if p_values else [])
+    columns = []
+    for r in raw:
+        if r["p_value"] is not None:
+            r["p_value_adjusted"] = float(next(adjusted))
+            r["drift"] = r["p_value_adjusted"] <= alpha
+        elif r["statistic"] is not None:
+            r["drift"] = r["statistic"] >= r["threshold"]
+        columns.append(ColumnDrift(**r))
+    tested = [c for c in columns if c.drift is not None]
+    share = sum(bool(c.drift) for c in tested) / len(tested) if tested else None
+    return DriftReport(
+        columns=columns,
+        drift_share=share,
+        dataset_drift=None if share is None else share >= share_threshold,
+        alpha=alpha,
+        share_threshold=share_threshold,
+        reference_rows=int(reference_stats.get("rows", 0)),
+        current_rows=int(current.shape[0]),
+    )
+
+
+def drift_report_html(
+    report: DriftReport, reference_stats: dict[str, Any], current: pd.DataFrame
+) -> str:
+    """Render a drift report as a self-contained HTML page.
+
+    Parameters
+    ----------
+    report : DriftReport
+        Output of :func:`detect_drift` on the same reference and data.
+    reference_stats : dict
+        The reference the report was computed against.
+    current : DataFrame
+        The data the report was computed on.
+
+    Returns
+    -------
+    str
+        An HTML document: summary, drift scores per column, a table of the tests, and per column
+        the reference and current distributions, with every plot embedded as a base64 PNG.
+    """
+    if report.dataset_drift is None:
+        verdict = "not enough data to decide"
+    else:
+        verdict = "DRIFT" if report.dataset_drift else "no drift"
+    share = "n/a" if report.drift_share is None else f"{report.drift_share:.0%}"
+    n_tested = sum(c.drift is not None for c in report.columns)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data drift report</title>",
+        f"<style>{_CSS}</style></head><body><h1>Data drift report</h1>",
+        f"<p class='verdict'>Dataset: <b>{verdict}</b> &mdash; {len(report.drifted_columns)} of "
+        f"{n_tested} tested columns drifted ({share}; dataset drift at "
+        f"{report.share_threshold:.0%}).</p>",
+        f"<p>Reference: {report.reference_rows:,} rows. Current: {report.current_rows:,} rows. "
+        f"P-value tests (Kolmogorov-Smirnov, chi-square) control the false discovery rate at "
+        f"{report.alpha:g} (Benjamini-Hochberg); distance tests (Wasserstein in reference "
+        "standard deviations, Jensen-Shannon) drift at their threshold. PSI is for information "
+        "(above 0.2 is usually read as a significant shift).</p>",
+        "<h2>Drift scores</h2>",
+        "<p>Score 1 is the drift threshold: the distance over its threshold, or "
+        "log(adjusted p) / log(alpha).</p>",
+        _img(scores_figure(report)),
+        "<h2>Tests</h2>",
+        _table(report),
+        "<h2>Columns</h2>",
+    ]
+    for row in report.columns:
+        flag = {True: "drift", False: "no drift", None: "not enough data"}[row.drift]
+        parts.append(
+            f"<h3>{html.escape(row.column)} <span class='{flag.replace(' ', '-')}'>"
+            f"{flag}</span></h3>"
+        )
+        parts.append(_img(column_figure(report, reference_stats, current, row.column)))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def scores_figure(report: DriftReport) -> Figure:
+    """Plot the drift score of every column (:attr:`ColumnDrift.score`) against the threshold.
+
+    Parameters
+    ----------
+    report : DriftReport
+        Output of :func:`detect_drift`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Horizontal bars, red for drifted columns, grey for untested ones; built without pyplot.
+    """
+    rows = report.columns
+    fig = Figure(figsize=(7, 0.3 * len(rows) + 1))
+    ax = fig.subplots()
+    colors = ["#999999" if r.drift is None else "#b00020" if r.drift else "#4c72b0" for r in rows]
+    ax.barh([r.column for r in rows], [min(r.score, 10.0) for r in rows], color=colors)
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("drift score (1 = threshold, capped at 10)")
+    return fig
+
+
+def column_figure(
+    report: DriftReport, reference_stats: dict[str, Any], current: pd.DataFrame, column: str
+) -> Figure:
+    """Plot the reference and current distributions of one column, titled with its test.
+
+    Parameters
+    ----------
+    report : DriftReport
+        Output of :func:`detect_drift` on ``reference_stats`` and ``current``.
+    reference_stats : dict
+        The reference.
+    current : DataFrame
+        The current data.
+    column : str
+        The column to plot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Shares of values per bin (numeric: the reference sample against the current values) or
+        per category (the 20 largest), built without pyplot.
+    """
+    rows = {c.column: c for c in report.columns}
+    if column not in rows:
+        raise InvalidParameterError(
+            f"Column {column!r} is not in the drift report. Its columns are {list(rows)}."
+        )
+    row = rows[column]
+    ref = _reference_columns(reference_stats)[column]
+    series = current[column]
+    fig = Figure(figsize=(7, 2.8))
+    ax = fig.subplots()
+    if "frequencies" in ref:
+        ref_counts, cur_counts = _drift.paired_counts(ref, series)
+        labels = [*ref["frequencies"], _drift.OTHER]
+        ref_share = ref_counts / max(ref_counts.sum(), 1)
+        cur_share = cur_counts / max(cur_counts.sum(), 1)
+        order = np.argsort(-(ref_share + cur_share), kind="stable")
+        top = order[(ref_share + cur_share)[order] > 0][:20]
+        x = np.arange(top.size)
+        ax.bar(x - 0.2, ref_share[top], width=0.4, label="reference")
+        ax.bar(x + 0.2, cur_share[top], width=0.4, label="current")
+        ax.set_xticks(x, [labels[i][:20] for i in top], rotation=30, ha="right")
+    elif ref["count"] > 0:
+        values = _drift.finite_values(series, ref["kind"])
+        sample = np.asarray(ref["sample"], dtype=float)
+        quantiles = np.asarray(ref["quantiles"])
+        low, high = quantiles[len(quantiles) // 200], quantiles[-1 - len(quantiles) // 200]
+        if values.size:
+            cur_low, cur_high = np.quantile(values, [0.005, 0.995])
+            low, high = min(low, cur_low), max(high, cur_high)
+        edges = np.linspace(low, high if high > low else low + 1.0, 41)
+        for data, label in ((sample, "reference"), (values, "current")):
+            if data.size:
+                counts = np.histogram(data, edges)[0] / data.size
+                ax.stairs(counts, edges, fill=True, alpha=0.5, label=label)
+    if ref["kind"] == "datetime":
+        ax.xaxis_date()  # the values are days since 1970, Matplotlib's date unit
+    ax.set_ylabel("share of values")
+    if ax.has_data():
+        ax.legend(loc="upper right")
+    details = f"{column}: {_TEST_LABELS[row.test]}"
+    if row.statistic is not None:
+        details += f", statistic {row.statistic:.3g}"
+    if row.p_value_adjusted is not None:
+        details += f", adjusted p {row.p_value_adjusted:.3g}"
+    if row.psi is not None:
+        details += f", PSI {row.psi:.3g}"
+    ax.set_title(details, fontsize=10)
+    return fig
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _check_options(
+    alpha: float,
+    min_rows: int,
+    large_sample: int,
+    wasserstein_threshold: float,
+    js_threshold: float,
+    share_threshold: float,
+) -> None:
+    checks = [
+        ("alpha", alpha, 0 < alpha < 1, "a float in the range (0, 1)"),
+        (
+            "min_rows",
+            min_rows,
+            isinstance(min_rows, int) and min_rows >= 2,
+            "an int in the range [2, inf)",
+        ),
+        (
+            "large_sample",
+            large_sample,
+            isinstance(large_sample, int) and large_sample >= 1,
+            "an int in the range [1, inf)",
+        ),
+        (
+            "wasserstein_threshold",
+            wasserstein_threshold,
+            wasserstein_threshold > 0,
+            "a float in the range (0, inf)",
+        ),
+        ("js_threshold", js_threshold, 0 < js_threshold <= 1, "a float in the range (0, 1]"),
+        (
+            "share_threshold",
+            share_threshold,
+            0 < share_threshold <= 1,
+            "a float in the range (0, 1]",
+        ),
+    ]
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise InvalidParameterError(
+                f"The '{name}' parameter of detect_drift must be {expected}. Got {value!r} instead."
+            )
+
+
+def _reference_columns(reference_stats: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(reference_stats, dict) or reference_stats.get("format") != FORMAT:
+        raise DataSourceError(
+            "The reference statistics were not produced by nbtools' reference_statistics "
+            f"(expected 'format': '{FORMAT}'). Recompute them from the training features."
+        )
+    return reference_stats["columns"]
+
+
+def _check_current(references: dict[str, dict[str, Any]], current: Any) -> None:
+    if not isinstance(current, pd.DataFrame):
+        raise DataSourceError(
+            f"The current data must be a pandas DataFrame. Got {type(current).__name__}."
+        )
+    if current.shape[0] == 0:
+        raise DataSourceError("The current data has no rows: there is nothing to test for drift.")
+    names = [str(c) for c in current.columns]
+    problems = []
+    missing = [c for c in references if c not in names]
+    extra = [c for c in names if c not in references]
+    if missing:
+        problems.append(f"missing columns {missing}")
+    if extra:
+        problems.append(f"unexpected columns {extra}")
+    for name, ref in references.items():
+        if name in missing or current[name].notna().sum() == 0:
+            continue
+        if not _kind_matches(ref["kind"], current[name]):
+            expected = _EXPECTED_KIND[ref["kind"]]
+            problems.append(
+                f"column '{name}' must be {expected} like the reference "
+                f"({ref['dtype']}), got {current[name].dtype}"
+            )
+    if problems:
+        raise DataSourceError(
+            "The current data does not match the reference: "
+            + "; ".join(problems)
+            + ". Pass the model's input columns, with the types they had in training."
+        )
+
+
+_EXPECTED_KIND = {
+    "numeric": "numeric",
+    "datetime": "dates (or text holding dates)",
+    "categorical": "categorical (not numeric)",
+}
+
+
+def _kind_matches(kind: str, series: pd.Series) -> bool:
+    found = _drift.column_kind(series)
+    if kind == "datetime" and found == "categorical":  # dates read back from CSV as text
+        return _drift.finite_values(series.dropna().head(1000), "datetime").size > 0
+    if kind == "categorical":
+        return found != "numeric"
+    return found == kind
+
+
+# --- HTML report -----------------------------------------------------------------------------
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:90%}td,th{padding:3px 8px;border-bottom:1px solid"
+    " #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
+    ".drift{color:#b00020}.no-drift{color:#1b5e20}.not-enough-data{color:#777}"
+    ".verdict{font-size:120%}h3 span{font-size:70%;font-weight:normal}img{max-width:100%}"
+)
+
+
+def _img(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<img alt='plot' src='data:image/png;base64,{data}'>"
+
+
+def _table(report: DriftReport) -> str:
+    def num(value: float | None) -> str:
+        return "" if value is None else f"{value:.4g}"
+
+    head = (
+        "<tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
+        "<th>adjusted p</th><th>threshold</th><th>PSI</th><th>values (ref / cur)</th>"
+        "<th>drift</th></tr>"
+    )
+    body = []
+    for r in report.columns:
+        flag = {True: "drift", False: "no drift", None: "not enough data"}[r.drift]
+        body.append(
+            f"<tr><td>{html.escape(r.column)}</td><td>{r.kind}</td><td>{_TEST_LABELS[r.test]}</td>"
+            f"<td>{num(r.statistic)}</td><td>{num(r.p_value)}</td><td>{num(r.p_value_adjusted)}"
+            f"</td><td>{num(r.threshold)}</td><td>{num(r.psi)}</td>"
+            f"<td>{r.reference_count:,} / {r.current_count:,}</td>"
+            f"<td class='{flag.replace(' ', '-')}'>{flag}</td></tr>"
+        )
+    return f"<table>{head}{''.join(body)}</table>"

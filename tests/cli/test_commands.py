@@ -1,0 +1,138 @@
+"""The command line without kernels: project creation, bad input, run listings, checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+from click.testing import CliRunner
+from ruamel.yaml import YAML
+
+from nbtools.cli import cli
+from nbtools.core.records import write_manifest
+
+FIXTURES = Path(__file__).parents[1] / "notebooks"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_new_creates_a_project_with_demo_data_and_every_stage(tmp_path: Path) -> None:
+    result = invoke("new", str(tmp_path / "p"))
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "p"
+    assert sorted(p.name for p in root.glob("*.ipynb")) == [
+        "01_ingest.ipynb",
+        "02_clean.ipynb",
+        "03_features.ipynb",
+        "04_split.ipynb",
+        "05_train.ipynb",
+        "06_evaluate.ipynb",
+        "07_deploy.ipynb",
+        "08_monitor.ipynb",
+    ]
+    assert (root / "data" / "churn.csv").stat().st_size > 10_000
+    assert invoke("check", str(root)).exit_code == 0
+
+
+def test_new_with_own_data_keeps_the_template_comments(tmp_path: Path) -> None:
+    data = tmp_path / "houses.csv"
+    data.write_text("rooms,price\n3,100\n4,150\n")
+    result = invoke(
+        "new",
+        str(tmp_path / "houses"),
+        "--data",
+        str(data),
+        "--target",
+        "price",
+        "--task",
+        "regression",
+    )
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "houses" / "pipeline.yaml").read_text()
+    assert "# name of the model in the MLflow registry" in text
+    spec = YAML(typ="safe").load(text)
+    assert spec["name"] == "houses"
+    assert spec["stages"]["ingest"]["parameters"] == {
+        "source": str(data.resolve()),
+        "target": "price",
+        "task": "regression",
+    }
+
+
+def test_new_refuses_bad_input_with_exit_status_2(tmp_path: Path) -> None:
+    missing = invoke("new", str(tmp_path / "a"), "--data", "nope.csv", "--target", "y")
+    assert missing.exit_code == 2
+    assert "nope.csv does not exist" in missing.output
+    no_target = invoke("new", str(tmp_path / "b"), "--data", "sqlite:///x.db", "--table", "t")
+    assert no_target.exit_code == 2
+    assert "--target is required" in no_target.output
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "keep.txt").write_text("mine")
+    assert "is not empty" in invoke("new", str(tmp_path / "c")).output
+
+
+def test_run_refuses_unknown_parameters_before_starting(tmp_path: Path) -> None:
+    invoke("new", str(tmp_path / "p"))
+    result = invoke("run", "--project", str(tmp_path / "p"), "-p", "train.colour=red")
+    assert result.exit_code == 2
+    assert "Stage 'train' has no parameter 'colour'" in result.output
+    wrong_type = invoke("run", "--project", str(tmp_path / "p"), "-p", "split.test_size=big")
+    assert wrong_type.exit_code == 2
+    assert "'test_size' parameter of stage 'split' must be a float" in wrong_type.output
+    assert not (tmp_path / "p" / "runs").exists()
+
+
+def test_run_outside_a_project_says_how_to_make_one(tmp_path: Path) -> None:
+    result = invoke("run", "--project", str(tmp_path))
+    assert result.exit_code == 2
+    assert "nbtools new DIR" in result.output
+
+
+def test_runs_list_and_show_read_the_records(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text("stages: {}\n")
+    stage = {
+        "status": "succeeded",
+        "dir": "06_evaluate",
+        "duration_s": 2.5,
+        "executed_notebook": "/r/06_evaluate/output.ipynb",
+        "html": "/r/x.html",
+        "recorded": {"test_f1": 0.8123, "rows": 10},
+        "error": None,
+    }
+    manifest = {
+        "run_id": "20260101-000000-abcdef",
+        "pipeline": "demo",
+        "status": "succeeded",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "duration_s": 12.0,
+        "profile": None,
+        "mlflow": {"parent_run_id": "abc"},
+        "error": None,
+        "stages": {"evaluate": stage},
+    }
+    write_manifest(tmp_path / "runs" / manifest["run_id"], manifest)
+
+    listed = invoke("runs", "list", "--project", str(tmp_path))
+    assert "20260101-000000-abcdef" in listed.output
+    assert "1/1 ok" in listed.output and "test_f1=0.8123" in listed.output
+    shown = invoke("runs", "show", "20260101", "--project", str(tmp_path))
+    assert "evaluate: succeeded (2.5 s)" in shown.output
+    assert "/r/06_evaluate/output.ipynb" in shown.output
+    as_json = invoke("runs", "show", "20260101", "--json", "--project", str(tmp_path))
+    assert json.loads(as_json.output)["stages"]["evaluate"]["recorded"]["rows"] == 10
+    missing = invoke("runs", "show", "nope", "--project", str(tmp_path))
+    assert missing.exit_code == 2 and "No run in" in missing.output
+
+
+def test_check_reports_stored_outputs_and_missing_runner_names(tmp_path: Path) -> None:
+    nb = nbformat.read(FIXTURES / "produce.ipynb", as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nb.cells[1].source = "rows = 10  # the runner-injected names are missing"
+    nbformat.write(nb, tmp_path / "bad.ipynb")
+    result = invoke("check", str(tmp_path))
+    assert result.exit_code == 1
+    assert "stored with outputs" in result.output
+    assert "must end with 'inputs = None'" in result.output
