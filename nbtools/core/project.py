@@ -86,6 +86,7 @@ def create_project(
         spec["name"] = root.name
         spec["model_name"] = f"{root.name}-model"
         spec["stages"]["ingest"]["parameters"] = ingest
+        del spec["stages"]["clean"]["parameters"]  # the demo data's rules, not the user's
     with (root / PIPELINE_FILE).open("w", encoding="utf-8") as handle:
         yaml.dump(spec, handle)
     (root / ".gitignore").write_text(

@@ -1,0 +1,510 @@
+"""Data cleaning in two halves: row-level fixes before the split, learned transforms after it.
+
+:func:`apply` does what learns nothing from the data and may therefore run on the whole table
+before it is split: dropping columns, duplicates, invalid rows and rows without a target, and
+fixing column types (numbers or dates stored as text, yes/no flags).
+
+:func:`build_preprocessor` returns the part that *does* learn (imputation values, outlier bounds,
+scaling statistics, category lists) as an unfitted scikit-learn transformer. It becomes the first
+step of the model pipeline and is fitted on the training split only, so no statistic of the
+validation or test rows leaks into the model, and prediction preprocesses exactly like training.
+
+Both halves read the same :class:`CleaningParams`, which the clean stage and the cleaning panel
+edit.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nbtools.core.data import require_columns
+from nbtools.core.errors import InvalidParameterError
+from nbtools.core.params import Parameter
+
+_STAGE = "clean"
+_HANDOVER_KEYS = ("numeric_columns", "categorical_columns", "target", "task")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+_FLAGS = ({"yes", "no"}, {"y", "n"}, {"true", "false"})
+_TRUE = {"yes", "y", "true"}
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")
+_SUMMARY_COLUMNS = ["dtype", "missing", "missing_share", "distinct", "outliers"]
+
+_SCHEMA = {
+    "drop_duplicates": Parameter("drop_duplicates", True, "bool"),
+    "drop_columns": Parameter("drop_columns", [], "list"),
+    "non_negative_columns": Parameter("non_negative_columns", [], "list"),
+    "fix_types": Parameter("fix_types", True, "bool"),
+    "numeric_imputation": Parameter(
+        "numeric_imputation", "median", "str", choices=("median", "mean", "constant")
+    ),
+    "numeric_fill_value": Parameter("numeric_fill_value", 0.0, "float"),
+    "categorical_imputation": Parameter(
+        "categorical_imputation", "most_frequent", "str", choices=("most_frequent", "constant")
+    ),
+    "categorical_fill_value": Parameter("categorical_fill_value", "missing", "str"),
+    "outliers": Parameter("outliers", "clip", "str", choices=("none", "clip")),
+    "iqr_factor": Parameter(
+        "iqr_factor", 1.5, "float", low=0, high=None, low_inclusive=False, high_inclusive=False
+    ),
+    "encoding": Parameter("encoding", "onehot", "str", choices=("onehot", "ordinal")),
+    "max_categories": Parameter(
+        "max_categories", 20, "int", low=2, high=None, high_inclusive=False
+    ),
+    "scaling": Parameter("scaling", "standard", "str", choices=("standard", "none")),
+}
+
+
+@dataclass
+class CleaningParams:
+    """The parameters of the clean stage.
+
+    Parameters
+    ----------
+    drop_duplicates : bool, default=True
+        Drop rows that repeat an earlier row exactly.
+    drop_columns : list of str, default=[]
+        Columns to drop (identifiers, free text, leaks).
+    non_negative_columns : list of str, default=[]
+        Numeric columns whose negative values are invalid: such rows are dropped.
+    fix_types : bool, default=True
+        Convert text columns holding only numbers to numbers, ISO dates to datetimes and
+        complete yes/no (y/n, true/false) columns other than the target to booleans.
+    numeric_imputation : {"median", "mean", "constant"}, default="median"
+        How the preprocessor fills missing numbers (learned on the training split).
+    numeric_fill_value : float, default=0.0
+        The fill value of ``numeric_imputation="constant"``.
+    categorical_imputation : {"most_frequent", "constant"}, default="most_frequent"
+        How the preprocessor fills missing categories.
+    categorical_fill_value : str, default="missing"
+        The fill value of ``categorical_imputation="constant"``.
+    outliers : {"none", "clip"}, default="clip"
+        ``"clip"`` limits numbers to ``[Q1 - f * IQR, Q3 + f * IQR]`` of the training split.
+    iqr_factor : float, default=1.5
+        The factor ``f`` of the outlier bounds; must be > 0 (3.0 clips only extreme values).
+    encoding : {"onehot", "ordinal"}, default="onehot"
+        One column per category, or one integer code per column.
+    max_categories : int, default=20
+        Most categories kept per column; rarer ones are grouped as "infrequent". At least 2.
+    scaling : {"standard", "none"}, default="standard"
+        Standardise numeric columns to zero mean and unit variance.
+    """
+
+    drop_duplicates: bool = True
+    drop_columns: list[str] = field(default_factory=list)
+    non_negative_columns: list[str] = field(default_factory=list)
+    fix_types: bool = True
+    numeric_imputation: str = "median"
+    numeric_fill_value: float = 0.0
+    categorical_imputation: str = "most_frequent"
+    categorical_fill_value: str = "missing"
+    outliers: str = "clip"
+    iqr_factor: float = 1.5
+    encoding: str = "onehot"
+    max_categories: int = 20
+    scaling: str = "standard"
+
+    def validate(self) -> CleaningParams:
+        """Check every value.
+
+        Returns
+        -------
+        CleaningParams
+            ``self``, so that ``params = CleaningParams(...).validate()`` reads naturally.
+
+        Raises
+        ------
+        InvalidParameterError
+            Naming the parameter, what it accepts and the value found.
+        """
+        for name, parameter in _SCHEMA.items():
+            parameter.validate(getattr(self, name), _STAGE)
+        for name in ("drop_columns", "non_negative_columns"):
+            values = getattr(self, name)
+            if not all(isinstance(value, str) for value in values):
+                raise InvalidParameterError(
+                    f"The '{name}' parameter of stage '{_STAGE}' must be a list of column names. "
+                    f"Got {values!r} instead."
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as a plain JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CleaningParams:
+        """Build parameters from a dict such as :meth:`to_dict` or ``cleaning.json`` holds.
+
+        What ``cleaning.json`` adds to the parameters (``numeric_columns``,
+        ``categorical_columns``, ``target``, ``task``) is ignored.
+
+        Raises
+        ------
+        InvalidParameterError
+            When a key is not a clean parameter, or a value is invalid.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known) - set(_HANDOVER_KEYS))
+        if unknown:
+            raise InvalidParameterError(
+                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
+                f"Its parameters are: {', '.join(known)}."
+            )
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+
+def apply(
+    df: pd.DataFrame, params: CleaningParams, *, target: str | None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Apply the row-level cleaning, which learns nothing from the data.
+
+    In order: drop the named columns, fix column types, drop rows without a target, rows with a
+    negative value in a ``non_negative_columns`` column, and duplicate rows.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The ingested table; it is not modified.
+    params : CleaningParams
+        The cleaning parameters.
+    target : str or None
+        The target column (never converted to bool, never dropped); ``None`` for clustering.
+
+    Returns
+    -------
+    cleaned : pandas.DataFrame
+        The cleaned table, with a fresh index.
+    report : dict
+        ``rows_in``, ``rows_out``, ``columns_dropped``, ``type_fixes`` ({column: "old -> new"}),
+        ``missing_target_dropped``, ``invalid_rows_dropped`` ({column: rows}) and
+        ``duplicates_dropped``.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a parameter names a column that is not in the data, the target is to be dropped, or
+        a ``non_negative_columns`` column is not numeric.
+    """
+    params.validate()
+    require_columns(df, params.drop_columns, parameter="drop_columns", stage=_STAGE)
+    require_columns(df, params.non_negative_columns, parameter="non_negative_columns", stage=_STAGE)
+    if target is not None and target in params.drop_columns:
+        raise InvalidParameterError(
+            f"The 'drop_columns' parameter of stage '{_STAGE}' names the target '{target}'; the "
+            "target cannot be dropped. Change ingest.target instead."
+        )
+    report: dict[str, Any] = {"rows_in": len(df), "columns_dropped": list(params.drop_columns)}
+    out = df.drop(columns=params.drop_columns)
+
+    fixes: dict[str, str] = {}
+    if params.fix_types:
+        for name in out.columns:
+            fixed = _fix_type(out[name], allow_bool=name != target)
+            if fixed is not None:
+                fixes[str(name)] = f"{out[name].dtype} -> {fixed.dtype}"
+                out[name] = fixed
+    report["type_fixes"] = fixes
+
+    keep = pd.Series(True, index=out.index)
+    if target is not None:
+        keep &= out[target].notna()
+    report["missing_target_dropped"] = int((~keep).sum())
+    invalid: dict[str, int] = {}
+    for name in params.non_negative_columns:
+        column = out[name]
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            raise InvalidParameterError(
+                f"The 'non_negative_columns' parameter of stage '{_STAGE}' names column "
+                f"'{name}', which is not numeric (dtype {column.dtype})."
+            )
+        negative = keep & (column < 0)
+        invalid[name] = int(negative.sum())
+        keep &= ~negative
+    report["invalid_rows_dropped"] = invalid
+    out = out[keep]
+
+    duplicates = out.duplicated() if params.drop_duplicates else pd.Series(False, index=out.index)
+    report["duplicates_dropped"] = int(duplicates.sum())
+    out = out[~duplicates].reset_index(drop=True)
+    report["rows_out"] = len(out)
+    return out, report
+
+
+def _fix_type(column: pd.Series, *, allow_bool: bool) -> pd.Series | None:
+    """Return ``column`` converted to a better type, or None when it is fine as it is."""
+    if not (pd.api.types.is_string_dtype(column) or column.dtype == object):
+        return None
+    # decide on the distinct values: fast even for millions of rows of a few categories
+    distinct = pd.Series(column.dropna().unique())
+    if distinct.empty or not all(isinstance(value, str) for value in distinct):
+        return None
+    stripped = distinct.str.strip()
+    filled = stripped[stripped != ""]
+    if filled.empty:
+        return None
+    # codes with leading zeros (zip codes, account numbers) stay text
+    leading_zero = filled.str.match(_LEADING_ZERO).any()
+    if not leading_zero and pd.to_numeric(filled, errors="coerce").notna().all():
+        text = column.str.strip()
+        return pd.to_numeric(text.where(text != ""), errors="coerce")
+    if filled.str.match(_ISO_DATE).all():
+        try:
+            return pd.to_datetime(column.str.strip(), format="ISO8601")
+        except ValueError:
+            return None
+    lowered = set(filled.str.lower())
+    complete = column.notna().all() and len(filled) == len(distinct)
+    if allow_bool and complete and any(lowered <= flags for flags in _FLAGS):
+        return column.str.strip().str.lower().isin(_TRUE)
+    return None
+
+
+def column_types(df: pd.DataFrame, target: str | None) -> tuple[list[str], list[str]]:
+    """Split the feature columns into numeric and categorical ones.
+
+    Date and time columns are in neither list: the model does not take them as they are (the
+    features stage turns dates into numeric parts; the split stage can order rows by them).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The cleaned table.
+    target : str or None
+        The target column, left out of both lists.
+
+    Returns
+    -------
+    numeric : list of str
+        Numeric and boolean columns.
+    categorical : list of str
+        Text and categorical columns.
+    """
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for name, column in df.items():
+        if name == target:
+            continue
+        if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(
+            column
+        ):
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            numeric.append(str(name))
+        else:
+            categorical.append(str(name))
+    return numeric, categorical
+
+
+class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Clip each numeric column to ``[Q1 - factor * IQR, Q3 + factor * IQR]``.
+
+    The quartiles are learned in :meth:`fit` (on the training split, inside the model
+    pipeline). Missing values pass through unchanged. A column whose IQR is zero (a constant
+    or a mostly constant column, such as a rare 0/1 flag) is left as it is, since its bounds
+    would otherwise clip every non-typical value.
+
+    Parameters
+    ----------
+    factor : float, default=1.5
+        Width of the accepted band in IQRs; 1.5 is Tukey's rule, 3.0 clips only far outliers.
+
+    Attributes
+    ----------
+    lower_, upper_ : ndarray of shape (n_features,)
+        The learned bounds; ``-inf`` / ``inf`` for columns that are not clipped.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    """
+
+    def __init__(self, factor: float = 1.5) -> None:
+        self.factor = factor
+
+    def fit(self, X: Any, y: Any = None) -> OutlierClipper:
+        """Learn the clipping bounds of every column of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric data; may contain NaN.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        OutlierClipper
+            The fitted clipper.
+        """
+        number = isinstance(self.factor, int | float) and not isinstance(self.factor, bool)
+        if not number or not self.factor > 0:
+            raise InvalidParameterError(
+                f"The 'factor' parameter of OutlierClipper must be a float > 0. "
+                f"Got {self.factor!r} instead."
+            )
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        self.lower_, self.upper_ = iqr_bounds(X, self.factor)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Clip ``X`` to the learned bounds.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
+        return np.clip(X, self.lower_, self.upper_)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def iqr_bounds(values: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tukey bounds ``Q1 - factor * IQR`` and ``Q3 + factor * IQR`` of each column.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples, n_features)
+        Numbers; NaN is ignored.
+    factor : float
+        Width of the band in IQRs.
+
+    Returns
+    -------
+    lower, upper : ndarray of shape (n_features,)
+        ``-inf`` and ``inf`` for columns with a zero (or undefined) IQR.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        q1, q3 = np.nanpercentile(values, [25, 75], axis=0)
+    iqr = q3 - q1
+    usable = iqr > 0
+    lower = np.where(usable, q1 - factor * iqr, -np.inf)
+    upper = np.where(usable, q3 + factor * iqr, np.inf)
+    return lower, upper
+
+
+def build_preprocessor(
+    params: CleaningParams, numeric_columns: list[str], categorical_columns: list[str]
+) -> ColumnTransformer:
+    """Build the learned half of cleaning as an unfitted transformer.
+
+    Numeric columns: outlier clipping (optional), imputation, scaling (optional). Categorical
+    columns: imputation, then one-hot or ordinal encoding. Columns in neither list are dropped.
+    Categories not seen during fit do not fail at prediction time: one-hot encodes them as the
+    "infrequent" column (or all zeros), ordinal encodes them as -1.
+
+    Parameters
+    ----------
+    params : CleaningParams
+        The cleaning parameters.
+    numeric_columns, categorical_columns : list of str
+        From :func:`column_types`.
+
+    Returns
+    -------
+    sklearn.compose.ColumnTransformer
+        Unfitted; output is a dense float array, with names from ``get_feature_names_out``.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a parameter is invalid or both column lists are empty.
+    """
+    params.validate()
+    if not numeric_columns and not categorical_columns:
+        raise InvalidParameterError(
+            "The preprocessor needs at least one numeric or categorical feature column; "
+            "the cleaned data has none besides the target."
+        )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if numeric_columns:
+        steps: list[tuple[str, Any]] = []
+        if params.outliers == "clip":
+            steps.append(("clip", OutlierClipper(factor=params.iqr_factor)))
+        steps.append(("impute", _imputer(params.numeric_imputation, params.numeric_fill_value)))
+        if params.scaling == "standard":
+            steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(steps), list(numeric_columns)))
+    if categorical_columns:
+        encoder: OneHotEncoder | OrdinalEncoder
+        if params.encoding == "onehot":
+            encoder = OneHotEncoder(
+                handle_unknown="infrequent_if_exist",
+                max_categories=params.max_categories,
+                sparse_output=False,
+            )
+        else:
+            encoder = OrdinalEncoder(
+                handle_unknown="use_encoded_value",
+                unknown_value=-1,
+                max_categories=params.max_categories,
+            )
+        imputer = _imputer(params.categorical_imputation, params.categorical_fill_value)
+        categorical = Pipeline([("impute", imputer), ("encode", encoder)])
+        transformers.append(("categorical", categorical, list(categorical_columns)))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def _imputer(strategy: str, fill_value: Any) -> SimpleImputer:
+    if strategy == "constant":
+        return SimpleImputer(strategy="constant", fill_value=fill_value)
+    return SimpleImputer(strategy=strategy)
+
+
+def summarize(df: pd.DataFrame, *, iqr_factor: float = 1.5) -> pd.DataFrame:
+    """Summarise every column for display: type, missing values, distinct values, outliers.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    iqr_factor : float, default=1.5
+        Outliers are numeric values outside ``[Q1 - f * IQR, Q3 + f * IQR]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per column, indexed by column name, with ``dtype``, ``missing``,
+        ``missing_share``, ``distinct`` and ``outliers`` (missing for non-numeric columns).
+    """
+    rows = []
+    for name, column in df.items():
+        outliers: Any = pd.NA
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            lower, upper = iqr_bounds(values[:, None], iqr_factor)
+            outliers = int(((values < lower[0]) | (values > upper[0])).sum())
+        missing = int(column.isna().sum())
+        rows.append(
+            {
+                "column": name,
+                "dtype": str(column.dtype),
+                "missing": missing,
+                "missing_share": missing / len(df) if len(df) else 0.0,
+                "distinct": int(column.nunique()),
+                "outliers": outliers,
+            }
+        )
+    summary = pd.DataFrame(rows, columns=["column", *_SUMMARY_COLUMNS]).set_index("column")
+    summary["outliers"] = summary["outliers"].astype("Int64")
+    return summary

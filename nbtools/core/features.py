@@ -1,0 +1,601 @@
+"""Feature creation, relevance and selection.
+
+Creation is stateless and runs before the split (:func:`add_features`): date parts of datetime
+columns, and arithmetic features the user writes as expressions over columns
+(``{"charges_per_month": "total_charges / (tenure_months + 1)"}``).
+
+Selection learns from data, so it is an unfitted transformer (:func:`build_selector`) that the
+train stage puts into the model pipeline after the preprocessor, and that is fitted on the
+training split only. It drops one feature of each highly correlated pair
+(:class:`CorrelationFilter`), then keeps the most relevant features (``kbest`` by an ANOVA F
+test, ``model`` by tree importances) or drops near-constant ones (``threshold``).
+
+:func:`relevance` scores the raw columns against the target, for display.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+from sklearn.feature_selection import (
+    SelectorMixin,
+    VarianceThreshold,
+    f_classif,
+    f_regression,
+    mutual_info_classif,
+    mutual_info_regression,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nbtools.core.errors import InvalidParameterError
+from nbtools.core.params import Parameter
+
+_STAGE = "features"
+_HANDOVER_KEYS = ("numeric_columns", "categorical_columns", "target", "task")
+_DATE_PARTS = ("year", "month", "day_of_week")
+_SAMPLE_ROWS = 20_000
+_BACKTICKED = re.compile(r"`([^`]+)`")
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Name,
+    ast.Constant,
+    ast.Load,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+)
+
+_SCHEMA = {
+    "date_parts": Parameter("date_parts", True, "bool"),
+    "expressions": Parameter("expressions", {}, "dict"),
+    "selection": Parameter(
+        "selection", "kbest", "str", choices=("none", "kbest", "threshold", "model")
+    ),
+    "k": Parameter("k", 20, "int", low=1, high=None, high_inclusive=False),
+    "variance_threshold": Parameter(
+        "variance_threshold", 0.01, "float", low=0, high=None, high_inclusive=False
+    ),
+    "drop_correlated": Parameter(
+        "drop_correlated", 0.95, "float", low=0, high=1, low_inclusive=False
+    ),
+}
+
+
+@dataclass
+class FeatureParams:
+    """The parameters of the features stage.
+
+    Parameters
+    ----------
+    date_parts : bool, default=True
+        Add ``<column>_year``, ``<column>_month`` and ``<column>_day_of_week`` for every datetime
+        column (the datetime column itself stays, for a time-ordered split).
+    expressions : dict of str to str, default={}
+        New numeric features as ``{"name": "expression"}``; an expression combines numeric
+        columns with ``+ - * / // % **``, numbers and parentheses. Names with spaces go in
+        backticks. Divisions by zero give missing values, imputed later.
+    selection : {"none", "kbest", "threshold", "model"}, default="kbest"
+        ``"kbest"``: the ``k`` features with the highest ANOVA F score against the target;
+        ``"model"``: the ``k`` features with the highest extra-trees importance;
+        ``"threshold"``: drop features whose variance is at most ``variance_threshold``;
+        ``"none"``: keep all. ``"kbest"`` and ``"model"`` need a target: for clustering they
+        keep all features.
+    k : int, default=20
+        Features kept by ``"kbest"`` and ``"model"``; more than there are keeps all.
+    variance_threshold : float, default=0.01
+        Variance at or below which ``"threshold"`` drops a feature (after scaling numeric
+        features have variance 1; a one-hot column of a 1 % category has about 0.01).
+    drop_correlated : float, default=0.95
+        Of each pair of features with an absolute Pearson correlation above this, drop the
+        later one. In (0, 1]; 1 keeps all.
+    """
+
+    date_parts: bool = True
+    expressions: dict[str, str] = field(default_factory=dict)
+    selection: str = "kbest"
+    k: int = 20
+    variance_threshold: float = 0.01
+    drop_correlated: float = 0.95
+
+    def validate(self) -> FeatureParams:
+        """Check every value.
+
+        Returns
+        -------
+        FeatureParams
+            ``self``, so that ``params = FeatureParams(...).validate()`` reads naturally.
+
+        Raises
+        ------
+        InvalidParameterError
+            Naming the parameter, what it accepts and the value found.
+        """
+        for name, parameter in _SCHEMA.items():
+            parameter.validate(getattr(self, name), _STAGE)
+        for name, expression in self.expressions.items():
+            if not isinstance(name, str) or not name or not isinstance(expression, str):
+                raise InvalidParameterError(
+                    f"The 'expressions' parameter of stage '{_STAGE}' must map new column names "
+                    f"to expressions, both strings. Got {name!r}: {expression!r} instead."
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as a plain JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureParams:
+        """Build parameters from a dict such as :meth:`to_dict` or ``features.json`` holds.
+
+        What ``features.json`` adds to the parameters (``numeric_columns``,
+        ``categorical_columns``, ``target``, ``task``) is ignored.
+
+        Raises
+        ------
+        InvalidParameterError
+            When a key is not a features parameter, or a value is invalid.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known) - set(_HANDOVER_KEYS))
+        if unknown:
+            raise InvalidParameterError(
+                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
+                f"Its parameters are: {', '.join(known)}."
+            )
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+
+def add_features(
+    df: pd.DataFrame, params: FeatureParams, *, target: str | None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Create features row by row; nothing is learned from the data.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The cleaned table; it is not modified.
+    params : FeatureParams
+        ``date_parts`` and ``expressions`` are used here.
+    target : str or None
+        The target column, which no feature may be computed from.
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        ``df`` with the new columns appended.
+    report : dict
+        ``created``: the new column names, in order; ``expressions``: the expressions used.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a new name already exists, or an expression is not plain arithmetic, uses an
+        unknown, non-numeric or target column.
+    """
+    params.validate()
+    out = df.copy()
+    created: list[str] = []
+    if params.date_parts:
+        for name, column in df.items():
+            if name == target or not pd.api.types.is_datetime64_any_dtype(column):
+                continue
+            for part in _DATE_PARTS:
+                new = f"{name}_{part}"
+                _check_new_name(out, new, f"the date parts of '{name}'")
+                out[new] = getattr(column.dt, part).astype("float64")
+                created.append(new)
+    for new, expression in params.expressions.items():
+        _check_new_name(out, new, f"expression {expression!r}")
+        out[new] = _evaluate(out, expression, target=target)
+        created.append(new)
+    return out, {"created": created, "expressions": dict(params.expressions)}
+
+
+def _check_new_name(df: pd.DataFrame, name: str, origin: str) -> None:
+    if name in df.columns:
+        raise InvalidParameterError(
+            f"The features stage cannot add column '{name}' (from {origin}): a column of that "
+            "name already exists. Choose another name."
+        )
+
+
+def _evaluate(df: pd.DataFrame, expression: str, *, target: str | None) -> pd.Series:
+    """Evaluate a whitelisted arithmetic expression over the columns of ``df``."""
+    quoted = _BACKTICKED.findall(expression)
+    placeholders = {f"__column_{i}__": name for i, name in enumerate(quoted)}
+    plain = expression
+    for placeholder, name in placeholders.items():
+        plain = plain.replace(f"`{name}`", placeholder, 1)
+    problem = f"The expression {expression!r} of the 'expressions' parameter of stage '{_STAGE}'"
+    try:
+        tree = ast.parse(plain, mode="eval")
+    except SyntaxError as exc:
+        raise InvalidParameterError(f"{problem} is not valid: {exc.msg}.") from exc
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise InvalidParameterError(
+                f"{problem} may only combine columns and numbers with + - * / // % ** and "
+                f"parentheses; it contains a {type(node).__name__}."
+            )
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise InvalidParameterError(f"{problem} may only contain numbers, not {node.value!r}.")
+        if isinstance(node, ast.Name):
+            used.append(placeholders.get(node.id, node.id))
+    if not used:
+        raise InvalidParameterError(f"{problem} does not use any column.")
+    for name in used:
+        if name not in df.columns:
+            raise InvalidParameterError(
+                f"{problem} uses column '{name}', which is not in the data. Available columns: "
+                f"{', '.join(map(str, df.columns))}."
+            )
+        if name == target:
+            raise InvalidParameterError(
+                f"{problem} uses the target '{target}'; a feature computed from the target "
+                "leaks the answer into the model."
+            )
+        column = df[name]
+        if not pd.api.types.is_numeric_dtype(column):
+            raise InvalidParameterError(
+                f"{problem} uses column '{name}', which is not numeric (dtype {column.dtype})."
+            )
+    numbers = df[list(dict.fromkeys(used))].astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        result = numbers.eval(expression, engine="python")
+    return result.astype("float64").replace([np.inf, -np.inf], np.nan)
+
+
+def relevance(df: pd.DataFrame, target: str, task: str, *, seed: int = 0) -> pd.DataFrame:
+    """Score every feature column against the target, for display.
+
+    Computed on at most 20,000 sampled rows; missing values are filled with the median
+    (numbers) or count as a category of their own (text). Datetime columns are skipped.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Features and target.
+    target : str
+        The target column.
+    task : {"classification", "regression"}
+        The task; clustering has no target to score against.
+    seed : int, default=0
+        Seed of the row sample and of the mutual-information estimate.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by feature, sorted by decreasing ``mutual_info``, with ``kind`` (numeric or
+        categorical), ``mutual_info`` (nats) and ``correlation`` (Pearson with the target, for
+        numeric features of a regression or two-class task; missing otherwise).
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``target`` is not a column or ``task`` is not supervised.
+    """
+    if task not in ("classification", "regression"):
+        raise InvalidParameterError(
+            f"Relevance needs a classification or regression task with a target. Got {task!r}."
+        )
+    if target not in df.columns:
+        raise InvalidParameterError(f"Target column '{target}' is not in the data.")
+    data = df[df[target].notna()]
+    if len(data) > _SAMPLE_ROWS:
+        data = data.sample(_SAMPLE_ROWS, random_state=seed)
+    if task == "classification":
+        y = pd.Series(pd.factorize(data[target], sort=True)[0], index=data.index, dtype=float)
+        numeric_target = data[target].nunique() == 2
+    else:
+        y = data[target].astype("float64")
+        numeric_target = True
+    columns: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    for name, column in data.items():
+        if name == target or pd.api.types.is_datetime64_any_dtype(column):
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            values = column.astype("float64")
+            columns[str(name)] = values.fillna(values.median()).fillna(0.0).to_numpy()
+            kinds[str(name)] = "numeric"
+        else:
+            columns[str(name)] = pd.factorize(column, use_na_sentinel=False)[0].astype(float)
+            kinds[str(name)] = "categorical"
+    names = list(columns)
+    if not names:
+        return pd.DataFrame(columns=["kind", "mutual_info", "correlation"])
+    X = np.column_stack([columns[name] for name in names])
+    discrete = np.array([kinds[name] == "categorical" for name in names])
+    estimate = mutual_info_classif if task == "classification" else mutual_info_regression
+    mutual_info = estimate(X, y.to_numpy(), discrete_features=discrete, random_state=seed)
+    correlation = [
+        _pearson(columns[name], y.to_numpy())
+        if kinds[name] == "numeric" and numeric_target
+        else np.nan
+        for name in names
+    ]
+    table = pd.DataFrame(
+        {"kind": [kinds[n] for n in names], "mutual_info": mutual_info, "correlation": correlation},
+        index=pd.Index(names, name="feature"),
+    )
+    return table.sort_values("mutual_info", ascending=False)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+class CorrelationFilter(SelectorMixin, BaseEstimator):
+    """Drop one feature of each highly correlated pair.
+
+    Features are visited in order; a feature is dropped when its absolute Pearson correlation
+    with an earlier, kept feature exceeds ``threshold``. Constant features have no correlation
+    and are kept.
+
+    Parameters
+    ----------
+    threshold : float, default=0.95
+        In (0, 1]; 1 keeps every feature.
+
+    Attributes
+    ----------
+    support_ : ndarray of bool, shape (n_features,)
+        Which features are kept.
+    dropped_ : list of tuple (int, int, float)
+        For each dropped feature: its index, the index of the kept feature it duplicates, and
+        their correlation.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    """
+
+    def __init__(self, threshold: float = 0.95) -> None:
+        self.threshold = threshold
+
+    def fit(self, X: Any, y: Any = None) -> CorrelationFilter:
+        """Find the features to drop.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        CorrelationFilter
+            The fitted filter.
+        """
+        number = isinstance(self.threshold, int | float) and not isinstance(self.threshold, bool)
+        if not number or not 0 < self.threshold <= 1:
+            raise InvalidParameterError(
+                "The 'threshold' parameter of CorrelationFilter must be a float in the range "
+                f"(0, 1]. Got {self.threshold!r} instead."
+            )
+        X = validate_data(self, X, dtype=np.float64)
+        n_features = X.shape[1]
+        self.support_ = np.ones(n_features, dtype=bool)
+        self.dropped_: list[tuple[int, int, float]] = []
+        if self.threshold >= 1 or n_features < 2 or X.shape[0] < 2:
+            return self
+        corr = _abs_correlation(X)
+        for j in range(1, n_features):
+            partners = np.flatnonzero(self.support_[:j] & (corr[j, :j] > self.threshold))
+            if partners.size:
+                best = partners[np.argmax(corr[j, partners])]
+                self.support_[j] = False
+                self.dropped_.append((j, int(best), float(corr[j, best])))
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self)
+        return self.support_
+
+
+def _abs_correlation(X: np.ndarray) -> np.ndarray:
+    """Absolute Pearson correlation matrix of the columns; 0 for constant columns."""
+    centred = X - X.mean(axis=0)
+    covariance = centred.T @ centred  # much faster than np.corrcoef on tall matrices
+    scale = np.sqrt(np.diag(covariance))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = covariance / np.outer(scale, scale)
+    return np.abs(np.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0))
+
+
+class TopKSelector(SelectorMixin, BaseEstimator):
+    """Keep the ``k`` features that score highest against the target.
+
+    Parameters
+    ----------
+    k : int, default=10
+        Number of features to keep; when there are fewer, all are kept.
+    method : {"anova", "model"}, default="anova"
+        ``"anova"``: the ANOVA F statistic (classification) or the univariate regression F
+        statistic; ``"model"``: impurity importances of 100 extra trees fitted on at most
+        20,000 sampled rows.
+    task : {"classification", "regression"}, default="classification"
+        How the target is scored.
+    random_state : int, default=0
+        Seed of the row sample and of the trees.
+
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_features,)
+        The score of each feature (NaN scores count as 0).
+    k_ : int
+        The number of features kept.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    """
+
+    def __init__(
+        self,
+        k: int = 10,
+        method: str = "anova",
+        task: str = "classification",
+        random_state: int = 0,
+    ) -> None:
+        self.k = k
+        self.method = method
+        self.task = task
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> TopKSelector:
+        """Score the features against ``y`` and keep the best ``k``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        TopKSelector
+            The fitted selector.
+        """
+        if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 1:
+            raise InvalidParameterError(
+                f"The 'k' parameter of TopKSelector must be an int >= 1. Got {self.k!r} instead."
+            )
+        if self.method not in ("anova", "model") or self.task not in (
+            "classification",
+            "regression",
+        ):
+            raise InvalidParameterError(
+                "TopKSelector needs method in {'anova', 'model'} and task in {'classification', "
+                f"'regression'}}. Got method={self.method!r}, task={self.task!r} instead."
+            )
+        if y is None:
+            raise InvalidParameterError(
+                "TopKSelector scores features against a target; fit it with y."
+            )
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self.task == "regression")
+        if self.method == "anova":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # constant features
+                scores = (f_classif if self.task == "classification" else f_regression)(X, y)[0]
+        else:
+            rng = np.random.default_rng(self.random_state)
+            rows = np.arange(X.shape[0])
+            if X.shape[0] > _SAMPLE_ROWS:
+                rows = rng.choice(X.shape[0], _SAMPLE_ROWS, replace=False)
+            trees = ExtraTreesClassifier if self.task == "classification" else ExtraTreesRegressor
+            model = trees(n_estimators=100, random_state=self.random_state)
+            scores = model.fit(X[rows], y[rows]).feature_importances_
+        self.scores_ = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+        self.k_ = min(int(self.k), X.shape[1])
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self)
+        mask = np.zeros(self.scores_.shape, dtype=bool)
+        mask[np.argsort(-self.scores_, kind="mergesort")[: self.k_]] = True
+        return mask
+
+
+def build_selector(params: FeatureParams, task: str) -> Pipeline:
+    """Build the feature selection as an unfitted transformer for the model pipeline.
+
+    It works on the preprocessor's output (all numeric) and has two steps:
+    ``drop_correlated`` (a :class:`CorrelationFilter`, or ``"passthrough"`` when
+    ``drop_correlated`` is 1) and ``select`` (a :class:`TopKSelector`, a ``VarianceThreshold``
+    or ``"passthrough"``). With nothing to do, both steps pass the data through unchanged.
+
+    Parameters
+    ----------
+    params : FeatureParams
+        ``selection``, ``k``, ``variance_threshold`` and ``drop_correlated`` are used here.
+    task : {"classification", "regression", "clustering"}
+        For clustering there is no target: ``"kbest"`` and ``"model"`` then select nothing
+        (with a warning).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Unfitted.
+    """
+    params.validate()
+    correlation: Any = "passthrough"
+    if params.drop_correlated < 1:
+        correlation = CorrelationFilter(threshold=params.drop_correlated)
+    select: Any = "passthrough"
+    if params.selection == "threshold":
+        select = VarianceThreshold(threshold=params.variance_threshold)
+    elif params.selection in ("kbest", "model"):
+        if task == "clustering":
+            warnings.warn(
+                f"Feature selection '{params.selection}' scores features against a target, and "
+                "a clustering task has none: all features are kept. Use selection='threshold' "
+                "to drop near-constant features instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            method = "anova" if params.selection == "kbest" else "model"
+            select = TopKSelector(k=params.k, method=method, task=task)
+    return Pipeline([("drop_correlated", correlation), ("select", select)])
+
+
+def explain_selection(selector: Pipeline, feature_names: list[str]) -> pd.DataFrame:
+    """Say for every input feature whether a fitted selector keeps it, and why not.
+
+    Parameters
+    ----------
+    selector : sklearn.pipeline.Pipeline
+        A fitted pipeline from :func:`build_selector`.
+    feature_names : list of str
+        Names of the selector's input features (the preprocessor's output names).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by feature, with ``kept`` (bool), ``score`` (the ``TopKSelector`` score or the
+        variance, when the select step has one) and ``reason`` (empty for kept features).
+    """
+    names = np.asarray(feature_names, dtype=object)
+    kept = np.ones(len(names), dtype=bool)
+    reason = np.full(len(names), "", dtype=object)
+    score = np.full(len(names), np.nan)
+    correlation = selector.named_steps["drop_correlated"]
+    if isinstance(correlation, CorrelationFilter):
+        for dropped, partner, value in correlation.dropped_:
+            kept[dropped] = False
+            reason[dropped] = f"correlated with {names[partner]} (|r| = {value:.2f})"
+    survivors = np.flatnonzero(kept)
+    select = selector.named_steps["select"]
+    if isinstance(select, TopKSelector):
+        score[survivors] = select.scores_
+        for index in survivors[~select.get_support()]:
+            kept[index] = False
+            reason[index] = f"not among the {select.k_} highest scores"
+    elif isinstance(select, VarianceThreshold):
+        score[survivors] = select.variances_
+        for index in survivors[~select.get_support()]:
+            kept[index] = False
+            reason[index] = f"variance at most {select.threshold:g}"
+    return pd.DataFrame(
+        {"kept": kept, "score": score, "reason": reason}, index=pd.Index(names, name="feature")
+    )
