@@ -8,7 +8,7 @@ though running a pipeline needs MLflow, Papermill and nbconvert.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 _EXPORTS = {
     "DataSourceError": "nbtools.core.errors",
@@ -30,21 +30,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-if TYPE_CHECKING:
-    from nbtools.core.context import StageContext, stage_context
-    from nbtools.core.errors import (
-        DataSourceError,
-        InvalidParameterError,
-        NbtoolsError,
-        PipelineSpecError,
-        ProjectNotFoundError,
-        RunNotFoundError,
-        StageFailedError,
-    )
-    from nbtools.core.records import list_runs, load_run
-    from nbtools.core.runner import RunResult, run_pipeline
-    from nbtools.core.spec import Pipeline, Stage, load_pipeline
 
 
 def __getattr__(name: str) -> Any:

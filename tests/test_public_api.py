@@ -37,5 +37,8 @@ def test_errors_also_inherit_the_builtin_they_refine() -> None:
     assert issubclass(nbtools.InvalidParameterError, ValueError)
     assert issubclass(nbtools.RunNotFoundError, LookupError)
     assert issubclass(nbtools.StageFailedError, RuntimeError)
-    assert all(issubclass(getattr(nbtools, n), nbtools.NbtoolsError)
-               for n in nbtools.__all__ if n.endswith("Error"))
+    assert all(
+        issubclass(getattr(nbtools, n), nbtools.NbtoolsError)
+        for n in nbtools.__all__
+        if n.endswith("Error")
+    )

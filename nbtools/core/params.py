@@ -19,7 +19,7 @@ import re
 import tokenize
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -112,9 +112,9 @@ class Parameter:
             if (isinstance(value, bool) and self.kind != "bool") or not isinstance(value, accepted):
                 raise self._error(value, stage)
             if self.kind == "float":
-                value = float(value)
+                value = float(cast(float, value))
             elif self.kind == "list":
-                value = list(value)
+                value = list(cast(list[Any], value))
         if self.choices is not None and value not in self.choices:
             raise self._error(value, stage)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -348,8 +348,8 @@ def _targets(schemas: Mapping[str, Mapping[str, Parameter]], key: str) -> list[t
         return [(stage, name)]
     targets = [(s, name) for s, params in schemas.items() if name in params]
     if not targets:
-        known = sorted({n for params in schemas.values() for n in params})
+        declared = sorted({n for params in schemas.values() for n in params})
         raise InvalidParameterError(
-            f"No stage declares a parameter '{name}'. Declared parameters: {', '.join(known)}."
+            f"No stage declares a parameter '{name}'. Declared parameters: {', '.join(declared)}."
         )
     return targets

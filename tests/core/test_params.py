@@ -7,7 +7,7 @@ import pytest
 from nbtools.core.errors import InvalidParameterError, PipelineSpecError
 from nbtools.core.params import parse_assignment, parse_parameters_cell, resolve_parameters
 
-CELL = '''
+CELL = """
 test_size = 0.2          # share of rows held out; range: (0, 1)
 folds = 5                # range: [2, 20]
 strategy = "stratified"  # one of: random, stratified, group, time
@@ -18,7 +18,7 @@ anything = None
 # Filled in by the nbtools runner
 inputs = None
 output_dir = None
-'''
+"""
 
 
 def schema():
@@ -27,8 +27,15 @@ def schema():
 
 def test_types_ranges_and_choices_come_from_the_cell() -> None:
     params = parse_parameters_cell(CELL, "split")
-    assert list(params) == ["test_size", "folds", "strategy", "shuffle", "columns",
-                            "time_column", "anything"]
+    assert list(params) == [
+        "test_size",
+        "folds",
+        "strategy",
+        "shuffle",
+        "columns",
+        "time_column",
+        "anything",
+    ]
     assert params["test_size"].kind == "float"
     assert params["test_size"].help == "share of rows held out"
     assert params["folds"].describe() == "an int in the range [2, 20]"
@@ -67,8 +74,9 @@ def test_bad_overrides_are_refused(override: dict, fragment: str) -> None:
 
 
 def test_layers_merge_in_order() -> None:
-    resolved = resolve_parameters(schema(), [{"split.folds": 3}, {"folds": 4},
-                                             {"time_column": "when", "test_size": 0.3}])
+    resolved = resolve_parameters(
+        schema(), [{"split.folds": 3}, {"folds": 4}, {"time_column": "when", "test_size": 0.3}]
+    )
     assert resolved["split"]["folds"] == 4
     assert resolved["split"]["time_column"] == "when"
     assert resolved["split"]["test_size"] == pytest.approx(0.3)

@@ -19,8 +19,9 @@ from nbtools.core.records import (
 
 def record(runs: Path, run_id: str, status: str) -> None:
     (runs / run_id / "01_a").mkdir(parents=True)
-    write_manifest(runs / run_id, {"run_id": run_id,
-                                   "stages": {"a": {"status": status, "dir": "01_a"}}})
+    write_manifest(
+        runs / run_id, {"run_id": run_id, "stages": {"a": {"status": status, "dir": "01_a"}}}
+    )
 
 
 def test_manifest_writes_leave_no_temporary_files(tmp_path: Path) -> None:
@@ -33,12 +34,14 @@ def test_manifest_writes_leave_no_temporary_files(tmp_path: Path) -> None:
 def test_runs_are_listed_newest_first_and_found_by_prefix(tmp_path: Path) -> None:
     record(tmp_path, "20260101-000000-aaaaaa", "succeeded")
     record(tmp_path, "20260102-000000-bbbbbb", "failed")
-    assert [m["run_id"] for m in list_runs(tmp_path)] == ["20260102-000000-bbbbbb",
-                                                         "20260101-000000-aaaaaa"]
+    assert [m["run_id"] for m in list_runs(tmp_path)] == [
+        "20260102-000000-bbbbbb",
+        "20260101-000000-aaaaaa",
+    ]
     assert load_run(tmp_path, "20260101")["run_id"] == "20260101-000000-aaaaaa"
-    with pytest.raises(RunNotFoundError, match="2 runs in .* match the id '2026'"):
+    with pytest.raises(RunNotFoundError, match=r"2 runs in .* match the id '2026'"):
         load_run(tmp_path, "2026")
-    with pytest.raises(RunNotFoundError, match="No run in .* match the id 'zzz'"):
+    with pytest.raises(RunNotFoundError, match=r"No run in .* match the id 'zzz'"):
         load_run(tmp_path, "zzz")
     assert list_runs(tmp_path / "nothing") == []
 

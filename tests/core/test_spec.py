@@ -44,7 +44,7 @@ def test_profiles_and_overrides_layer_over_notebook_defaults(tmp_path: Path) -> 
     assert pipeline.resolve()["produce"] == {"rows": 10, "label": "x"}
     smoke = pipeline.resolve("smoke", {"label": "y"})
     assert smoke == {"produce": {"rows": 2, "label": "y"}, "consume": {"factor": 0.5}}
-    with pytest.raises(InvalidParameterError, match="no profile 'fast'. Profiles: smoke"):
+    with pytest.raises(InvalidParameterError, match=r"no profile 'fast'. Profiles: smoke"):
         pipeline.resolve("fast")
 
 
@@ -59,10 +59,15 @@ def test_the_project_is_found_from_a_subfolder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ("stages: {a: {notebook: produce.ipynb, inputs: [b]}, b: {notebook: consume.ipynb, "
-         "inputs: [a]}}", "form a cycle: a -> b -> a"),
-        ("stages: {a: {notebook: produce.ipynb, inputs: [ghost]}}",
-         "reads from 'ghost', which is not a stage"),
+        (
+            "stages: {a: {notebook: produce.ipynb, inputs: [b]}, b: {notebook: consume.ipynb, "
+            "inputs: [a]}}",
+            "form a cycle: a -> b -> a",
+        ),
+        (
+            "stages: {a: {notebook: produce.ipynb, inputs: [ghost]}}",
+            "reads from 'ghost', which is not a stage",
+        ),
         ("stages: {a: {notebook: missing.ipynb}}", "which does not exist"),
         ("stages: {a: {notebook: produce.ipynb}}\ncolour: blue", "Unknown key(s) colour"),
         ("stages: {}", "at least one stage"),

@@ -79,9 +79,11 @@ def test_bad_parameters_fail_before_any_run_is_recorded(make_project) -> None:
 def test_a_failed_stage_is_recorded_as_failed_everywhere(
     make_project, notebook: str, extra: str, reason: str, recorded: str
 ) -> None:
-    root = make_project(f"{notebook}: {{notebook: {notebook}.ipynb}}\n"
-                        "produce: {notebook: produce.ipynb, inputs: [" + notebook + "]}",
-                        extra=extra)
+    root = make_project(
+        f"{notebook}: {{notebook: {notebook}.ipynb}}\n"
+        "produce: {notebook: produce.ipynb, inputs: [" + notebook + "]}",
+        extra=extra,
+    )
     result = run_pipeline(root)
 
     assert not result.succeeded
