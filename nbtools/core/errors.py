@@ -57,6 +57,6 @@ class StageFailedError(NbtoolsError, RuntimeError):
         self.notebook = notebook
         where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
         super().__init__(
-            f"Stage '{stage}' failed in {where}: {reason}. "
+            f"Stage '{stage}' failed in {where}: {reason.rstrip('.')}. "
             f"The executed notebook is saved at {notebook}."
         )

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 from sklearn.feature_selection import (
     SelectorMixin,
@@ -41,7 +41,14 @@ from nbtools.core.errors import InvalidParameterError
 from nbtools.core.params import Parameter
 
 _STAGE = "features"
-_HANDOVER_KEYS = ("numeric_columns", "categorical_columns", "target", "task")
+_HANDOVER_KEYS = (
+    "input_columns",
+    "created",
+    "numeric_columns",
+    "categorical_columns",
+    "target",
+    "task",
+)
 _DATE_PARTS = ("year", "month", "day_of_week")
 _SAMPLE_ROWS = 20_000
 _BACKTICKED = re.compile(r"`([^`]+)`")
@@ -146,8 +153,8 @@ class FeatureParams:
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureParams:
         """Build parameters from a dict such as :meth:`to_dict` or ``features.json`` holds.
 
-        What ``features.json`` adds to the parameters (``numeric_columns``,
-        ``categorical_columns``, ``target``, ``task``) is ignored.
+        What ``features.json`` adds to the parameters (``input_columns``, ``created``,
+        ``numeric_columns``, ``categorical_columns``, ``target``, ``task``) is ignored.
 
         Raises
         ------
@@ -208,6 +215,41 @@ def add_features(
         out[new] = _evaluate(out, expression, target=target)
         created.append(new)
     return out, {"created": created, "expressions": dict(params.expressions)}
+
+
+class FeatureCreator(TransformerMixin, BaseEstimator):
+    """The feature creation of :func:`add_features` as the first step of a model pipeline.
+
+    It learns nothing; inside the fitted pipeline it lets the model take the cleaned columns
+    as they are and derive the created features itself, identically in training and serving.
+
+    Parameters
+    ----------
+    date_parts : bool
+        Add year, month and day of the week of every date column.
+    expressions : dict or None
+        New numeric features as ``{"name": "expression"}``.
+    """
+
+    def __init__(self, date_parts: bool = True, expressions: dict[str, str] | None = None):
+        self.date_parts = date_parts
+        self.expressions = expressions
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureCreator:
+        """Check the parameters on ``X``; record its columns as ``feature_names_in_``."""
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.feature_names_out_ = np.asarray(self.transform(X.head(1)).columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Return ``X`` with the created features appended."""
+        params = FeatureParams(date_parts=self.date_parts, expressions=dict(self.expressions or {}))
+        return add_features(X, params, target=None)[0]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Return the input columns followed by the created ones."""
+        return self.feature_names_out_
 
 
 def _check_new_name(df: pd.DataFrame, name: str, origin: str) -> None:

@@ -379,14 +379,25 @@ def get_scorer(scoring: str) -> Any:
     return _sklearn_get_scorer(scoring)
 
 
-def build_pipeline(preprocessor: Any, selector: Any, estimator: BaseEstimator) -> Pipeline:
-    """Chain the three parts of an nbtools model into one unfitted pipeline.
+def build_pipeline(
+    preprocessor: Any, selector: Any, estimator: BaseEstimator, *, creator: Any = "passthrough"
+) -> Pipeline:
+    """Chain the parts of an nbtools model into one unfitted pipeline.
 
-    ``preprocessor`` comes from ``cleaning.build_preprocessor``, ``selector`` from
-    ``features.build_selector`` and ``estimator`` from :func:`make_estimator`; the pipeline's
-    steps are named ``preprocess``, ``select`` and ``model``.
+    ``creator`` comes from ``features.FeatureCreator``, ``preprocessor`` from
+    ``cleaning.build_preprocessor``, ``selector`` from ``features.build_selector`` and
+    ``estimator`` from :func:`make_estimator`; the steps are named ``create``, ``preprocess``,
+    ``select`` and ``model``. With the feature creation inside, the model takes the cleaned
+    columns as they are, so a served model needs no feature code on the client side.
     """
-    return Pipeline([("preprocess", preprocessor), ("select", selector), ("model", estimator)])
+    return Pipeline(
+        [
+            ("create", creator),
+            ("preprocess", preprocessor),
+            ("select", selector),
+            ("model", estimator),
+        ]
+    )
 
 
 def search(

@@ -16,6 +16,7 @@ from nbtools.core.data import make_churn
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.features import (
     CorrelationFilter,
+    FeatureCreator,
     FeatureParams,
     TopKSelector,
     add_features,
@@ -236,3 +237,15 @@ def test_correlated_features_are_explained():
     explained = explain_selection(model.named_steps["select"], list(pre.get_feature_names_out()))
     assert not explained.loc["charges_copy", "kept"]
     assert explained.loc["charges_copy", "reason"].startswith("correlated with monthly_charges")
+
+
+def test_feature_creator_derives_the_same_columns_in_a_pipeline():
+    frame = pd.DataFrame(
+        {"when": pd.to_datetime(["2024-01-31", "2024-02-29"]), "a": [1.0, 2.0], "b": [2.0, 0.0]}
+    )
+    params = FeatureParams(expressions={"ratio": "a / b"})
+    expected, _ = add_features(frame, params, target=None)
+    creator = FeatureCreator(date_parts=True, expressions={"ratio": "a / b"}).fit(frame)
+    pd.testing.assert_frame_equal(creator.transform(frame), expected)
+    assert list(creator.get_feature_names_out()) == list(expected.columns)
+    assert clone(creator).get_params() == {"date_parts": True, "expressions": {"ratio": "a / b"}}

@@ -162,7 +162,7 @@ def test_each_search_strategy_tunes_the_model_step(churn, strategy):
     fitted = modeling.search(pipeline, X, y, params, task="classification", seed=0)
 
     assert fitted.best_score_ > 0.6  # ROC AUC, better than chance
-    assert set(fitted.best_estimator_.named_steps) == {"preprocess", "select", "model"}
+    assert set(fitted.best_estimator_.named_steps) == {"create", "preprocess", "select", "model"}
     assert set(fitted.best_estimator_.predict(X.head(5))) <= {"yes", "no"}
     best = modeling.best_params(fitted)
     assert set(best) == {"C", "class_weight"}
@@ -349,4 +349,4 @@ def test_model_input_casts_integers_only():
 
 def test_build_pipeline_names_its_steps():
     pipeline = modeling.build_pipeline("passthrough", "passthrough", LogisticRegression())
-    assert [name for name, _ in pipeline.steps] == ["preprocess", "select", "model"]
+    assert [name for name, _ in pipeline.steps] == ["create", "preprocess", "select", "model"]

@@ -33,7 +33,7 @@ def test_a_stage_alone_runs_its_upstream_stages_first(tmp_path: Path, migrated_d
     assert "running them first" in printed
     runs = list_runs(root / "runs")
     assert len(runs) == 1 and runs[0]["status"] == "succeeded"
-    assert list(runs[0]["stages"]) == ["ingest", "clean", "features"]
+    assert list(runs[0]["stages"]) == ["ingest", "clean"]
     # the upstream run used pipeline.yaml's parameters, exactly as a batch run would
     assert runs[0]["stages"]["ingest"]["parameters"]["ignore_columns"] == ["region"]
     scratch = root / ".nbtools" / "interactive" / "split"
