@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nbtools.core.data import require_columns
 from nbtools.core.errors import InvalidParameterError
-from nbtools.core.params import Parameter
+from nbtools.core.params import Parameter, StageParams
 
 _STAGE = "clean"
 _HANDOVER_KEYS = ("numeric_columns", "categorical_columns", "target", "task")
@@ -68,7 +68,7 @@ _SCHEMA = {
 
 
 @dataclass
-class CleaningParams:
+class CleaningParams(StageParams):
     """The parameters of the clean stage.
 
     Parameters
@@ -116,21 +116,12 @@ class CleaningParams:
     max_categories: int = 20
     scaling: str = "standard"
 
-    def validate(self) -> CleaningParams:
-        """Check every value.
+    STAGE: ClassVar[str] = _STAGE
+    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
+    HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
-        Returns
-        -------
-        CleaningParams
-            ``self``, so that ``params = CleaningParams(...).validate()`` reads naturally.
-
-        Raises
-        ------
-        InvalidParameterError
-            Naming the parameter, what it accepts and the value found.
-        """
-        for name, parameter in _SCHEMA.items():
-            parameter.validate(getattr(self, name), _STAGE)
+    def check(self) -> None:
+        """Check that the column lists hold column names."""
         for name in ("drop_columns", "non_negative_columns"):
             values = getattr(self, name)
             if not all(isinstance(value, str) for value in values):
@@ -138,32 +129,6 @@ class CleaningParams:
                     f"The '{name}' parameter of stage '{_STAGE}' must be a list of column names. "
                     f"Got {values!r} instead."
                 )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CleaningParams:
-        """Build parameters from a dict such as :meth:`to_dict` or ``cleaning.json`` holds.
-
-        What ``cleaning.json`` adds to the parameters (``numeric_columns``,
-        ``categorical_columns``, ``target``, ``task``) is ignored.
-
-        Raises
-        ------
-        InvalidParameterError
-            When a key is not a clean parameter, or a value is invalid.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known) - set(_HANDOVER_KEYS))
-        if unknown:
-            raise InvalidParameterError(
-                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
-                f"Its parameters are: {', '.join(known)}."
-            )
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
 
 def apply(

@@ -19,8 +19,8 @@ import ast
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nbtools.core.errors import InvalidParameterError
-from nbtools.core.params import Parameter
+from nbtools.core.params import Parameter, StageParams
 
 _STAGE = "features"
 _HANDOVER_KEYS = (
@@ -87,7 +87,7 @@ _SCHEMA = {
 
 
 @dataclass
-class FeatureParams:
+class FeatureParams(StageParams):
     """The parameters of the features stage.
 
     Parameters
@@ -122,53 +122,18 @@ class FeatureParams:
     variance_threshold: float = 0.01
     drop_correlated: float = 0.95
 
-    def validate(self) -> FeatureParams:
-        """Check every value.
+    STAGE: ClassVar[str] = _STAGE
+    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
+    HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
-        Returns
-        -------
-        FeatureParams
-            ``self``, so that ``params = FeatureParams(...).validate()`` reads naturally.
-
-        Raises
-        ------
-        InvalidParameterError
-            Naming the parameter, what it accepts and the value found.
-        """
-        for name, parameter in _SCHEMA.items():
-            parameter.validate(getattr(self, name), _STAGE)
+    def check(self) -> None:
+        """Check that ``expressions`` maps new column names to expression strings."""
         for name, expression in self.expressions.items():
             if not isinstance(name, str) or not name or not isinstance(expression, str):
                 raise InvalidParameterError(
                     f"The 'expressions' parameter of stage '{_STAGE}' must map new column names "
                     f"to expressions, both strings. Got {name!r}: {expression!r} instead."
                 )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FeatureParams:
-        """Build parameters from a dict such as :meth:`to_dict` or ``features.json`` holds.
-
-        What ``features.json`` adds to the parameters (``input_columns``, ``created``,
-        ``numeric_columns``, ``categorical_columns``, ``target``, ``task``) is ignored.
-
-        Raises
-        ------
-        InvalidParameterError
-            When a key is not a features parameter, or a value is invalid.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known) - set(_HANDOVER_KEYS))
-        if unknown:
-            raise InvalidParameterError(
-                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
-                f"Its parameters are: {', '.join(known)}."
-            )
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
 
 def add_features(

@@ -25,11 +25,12 @@ for interpretable coefficients.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from nbtools.core.errors import InvalidParameterError
-from nbtools.core.params import Parameter
+from nbtools.core.params import Parameter, StageParams
 
 #: The tasks nbtools knows, as written by the ingest stage in ``dataset.json``.
 TASKS = ("classification", "regression", "clustering")
@@ -226,7 +227,7 @@ def _check_task(task: str) -> None:
 
 
 @dataclass
-class TrainParams:
+class TrainParams(StageParams):
     """The parameters of the train stage.
 
     Parameters
@@ -254,7 +255,10 @@ class TrainParams:
     scoring: str = "auto"
     n_jobs: int | None = None
 
-    def validate(self, task: str | None = None) -> TrainParams:
+    STAGE: ClassVar[str] = _STAGE
+    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
+
+    def validate(self, task: str | None = None) -> Self:
         """Check every value and, when ``task`` is given, that family and scoring suit it.
 
         Returns ``self``, so that ``params = TrainParams(...).validate()`` reads naturally.
@@ -264,8 +268,14 @@ class TrainParams:
         InvalidParameterError
             Naming the parameter, what it accepts and the value found.
         """
-        for name, parameter in _SCHEMA.items():
-            parameter.validate(getattr(self, name), _STAGE)
+        super().validate()
+        if task is not None:
+            get_family(self.family, task)
+            resolve_scoring(self.scoring, task, None)
+        return self
+
+    def check(self) -> None:
+        """Check that ``n_jobs`` is not 0 and ``scoring`` names a scorer."""
         if self.n_jobs == 0:
             raise InvalidParameterError(
                 f"The 'n_jobs' parameter of stage '{_STAGE}' must be a non-zero int or None. "
@@ -277,32 +287,6 @@ class TrainParams:
                 "scikit-learn scorer name (see sklearn.metrics.get_scorer_names()). "
                 f"Got {self.scoring!r} instead."
             )
-        if task is not None:
-            get_family(self.family, task)
-            resolve_scoring(self.scoring, task, None)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainParams:
-        """Build parameters from a dict such as the one :meth:`to_dict` returns.
-
-        Raises
-        ------
-        InvalidParameterError
-            When a key is not a train parameter, or a value is invalid.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InvalidParameterError(
-                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
-                f"Its parameters are: {', '.join(known)}."
-            )
-        return cls(**data).validate()
 
 
 def get_family(family: str, task: str) -> ModelFamily:
@@ -554,6 +538,20 @@ def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None)
         "serialization_format": "cloudpickle",
         "metadata": metadata,
     }
+
+
+class _DeliberateCloudpickle(logging.Filter):
+    """Drops MLflow's warning on every cloudpickle save: nbtools chooses the format on purpose.
+
+    skops would refuse nbtools' own transformers, and MLflow 3 gates skops and pickle loading
+    behind the same switch, since both read their allow-list from the model itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pickle or cloudpickle format" not in record.getMessage()
+
+
+logging.getLogger("mlflow.sklearn").addFilter(_DeliberateCloudpickle())
 
 
 def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:

@@ -14,12 +14,13 @@ validation and the "parameters used" of every run record.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import re
 import tokenize
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, Self, cast
 
 import yaml
 
@@ -353,3 +354,57 @@ def _targets(schemas: Mapping[str, Mapping[str, Parameter]], key: str) -> list[t
             f"No stage declares a parameter '{name}'. Declared parameters: {', '.join(declared)}."
         )
     return targets
+
+
+class StageParams:
+    """Base of the typed parameter objects that a stage applies and a panel edits.
+
+    A subclass is a dataclass whose fields are the stage's parameters. It names its stage in
+    ``STAGE``, declares each field's :class:`Parameter` in ``SCHEMA``, lists in ``HANDOVER_KEYS``
+    what its hand-over JSON adds beside the parameters, and may override :meth:`check` for rules
+    that involve several fields.
+    """
+
+    STAGE: ClassVar[str]
+    SCHEMA: ClassVar[Mapping[str, Parameter]]
+    HANDOVER_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> Self:
+        """Check every value, then the rules across fields.
+
+        Returns ``self``, so that ``params = CleaningParams(...).validate()`` reads naturally.
+
+        Raises
+        ------
+        InvalidParameterError
+            Naming the stage, the parameter, what it accepts and the value found.
+        """
+        for name, parameter in self.SCHEMA.items():
+            parameter.validate(getattr(self, name), self.STAGE)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Check the rules that involve several fields; none unless a subclass adds them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as a plain JSON-serialisable dict."""
+        return dataclasses.asdict(cast(Any, self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build validated parameters from a dict such as :meth:`to_dict` or a hand-over file holds.
+
+        Raises
+        ------
+        InvalidParameterError
+            When a key is neither a parameter nor one of ``HANDOVER_KEYS``, or a value is invalid.
+        """
+        known = [f.name for f in dataclasses.fields(cast(Any, cls))]
+        unknown = sorted(set(data) - set(known) - set(cls.HANDOVER_KEYS))
+        if unknown:
+            raise InvalidParameterError(
+                f"Stage '{cls.STAGE}' has no parameter {unknown[0]!r}. "
+                f"Its parameters are: {', '.join(known)}."
+            )
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()

@@ -17,8 +17,8 @@ possible (a class with too few rows), the split falls back to random and says wh
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 
 from nbtools.core.data import require_columns
 from nbtools.core.errors import InvalidParameterError
-from nbtools.core.params import Parameter
+from nbtools.core.params import Parameter, StageParams
 
 _STAGE = "split"
 _SCHEMA = {
@@ -45,7 +45,7 @@ _SCHEMA = {
 
 
 @dataclass
-class SplitParams:
+class SplitParams(StageParams):
     """The parameters of the split stage.
 
     Parameters
@@ -70,21 +70,11 @@ class SplitParams:
     group_column: str | None = None
     time_column: str | None = None
 
-    def validate(self) -> SplitParams:
-        """Check every value and that they fit together.
+    STAGE: ClassVar[str] = _STAGE
+    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
 
-        Returns
-        -------
-        SplitParams
-            ``self``, so that ``params = SplitParams(...).validate()`` reads naturally.
-
-        Raises
-        ------
-        InvalidParameterError
-            Naming the parameter, what it accepts and the value found.
-        """
-        for name, parameter in _SCHEMA.items():
-            parameter.validate(getattr(self, name), _STAGE)
+    def check(self) -> None:
+        """Check that the sizes leave rows to train on and the chosen strategy has its column."""
         if self.test_size + self.validation_size >= 1:
             raise InvalidParameterError(
                 f"The 'test_size' and 'validation_size' parameters of stage '{_STAGE}' must sum "
@@ -97,29 +87,6 @@ class SplitParams:
                 f"The '{needs[self.strategy]}' parameter of stage '{_STAGE}' must name a column "
                 f"when strategy is '{self.strategy}'. Got None instead."
             )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SplitParams:
-        """Build parameters from a dict such as the one :meth:`to_dict` returns.
-
-        Raises
-        ------
-        InvalidParameterError
-            When a key is not a split parameter, or a value is invalid.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InvalidParameterError(
-                f"Stage '{_STAGE}' has no parameter {unknown[0]!r}. "
-                f"Its parameters are: {', '.join(known)}."
-            )
-        return cls(**data).validate()
 
 
 def _sizes(n: int, params: SplitParams, unit: str) -> tuple[int, int, int]:
