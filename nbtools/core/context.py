@@ -23,7 +23,7 @@ from typing import Any
 import mlflow
 
 from nbtools.core.errors import NbtoolsError
-from nbtools.core.records import RECORDED_VALUES, latest_stage_output
+from nbtools.core.records import RECORDED_VALUES, latest_outputs
 from nbtools.core.runner import run_pipeline
 from nbtools.core.spec import Pipeline, find_project, load_pipeline
 from nbtools.core.tracking import Tracker, is_metric_value
@@ -177,16 +177,20 @@ def _interactive_context(name: str, namespace: MutableMapping[str, Any]) -> Stag
 
 
 def _latest_inputs(pipeline: Pipeline, upstream: tuple[str, ...]) -> dict[str, Path]:
-    """Return each upstream stage's latest successful outputs, running the pipeline if needed."""
-    found = {u: latest_stage_output(pipeline.runs_dir, u) for u in upstream}
-    missing = [u for u, path in found.items() if path is None]
-    if missing:
-        print(f"No earlier run has outputs of {', '.join(missing)}: running them first.")
-        run_pipeline(pipeline.project_dir, targets=missing, echo=print)
-        found = {u: latest_stage_output(pipeline.runs_dir, u) for u in upstream}
-    for upstream_name, path in found.items():
-        print(f"Input '{upstream_name}': {path}")
-    return {u: path for u, path in found.items() if path is not None}
+    """Return the upstream stages' outputs from the newest run that has them all.
+
+    When no run has them, the upstream stages are run first.
+    """
+    found = latest_outputs(pipeline.runs_dir, upstream)
+    if found is None:
+        print(f"No earlier run has outputs of {', '.join(upstream)}: running them first.")
+        result = run_pipeline(pipeline.project_dir, targets=upstream, echo=print)
+        if result.error is not None:
+            raise result.error
+        found = latest_outputs(pipeline.runs_dir, upstream) or {}
+    for name, path in found.items():
+        print(f"Input '{name}': {path}")
+    return found
 
 
 def _plain(value: Any) -> Any:

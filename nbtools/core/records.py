@@ -108,14 +108,22 @@ def load_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
     return read_manifest(matches[0])
 
 
-def latest_stage_output(runs_dir: Path, stage: str) -> Path | None:
-    """Return the output folder of ``stage`` in the newest run where it succeeded, if any."""
+def latest_outputs(runs_dir: Path, stages: tuple[str, ...]) -> dict[str, Path] | None:
+    """Return the output folders of ``stages`` in the newest run where all of them succeeded.
+
+    Taking every input from one run keeps them consistent with one another. Returns ``None``
+    when no run has them all.
+    """
     for manifest in list_runs(runs_dir):
-        record = manifest.get("stages", {}).get(stage)
-        if record and record.get("status") == "succeeded":
-            folder = runs_dir / manifest["run_id"] / record["dir"]
-            if folder.is_dir():
-                return folder
+        records = [manifest.get("stages", {}).get(stage) for stage in stages]
+        if all(r and r.get("status") == "succeeded" for r in records):
+            folders = {
+                s: runs_dir / manifest["run_id"] / r["dir"]
+                for s, r in zip(stages, records, strict=True)
+                if r
+            }
+            if all(folder.is_dir() for folder in folders.values()):
+                return folders
     return None
 
 

@@ -10,7 +10,7 @@ import pytest
 from nbtools.core.errors import RunNotFoundError
 from nbtools.core.records import (
     hash_outputs,
-    latest_stage_output,
+    latest_outputs,
     list_runs,
     load_run,
     write_manifest,
@@ -46,11 +46,11 @@ def test_runs_are_listed_newest_first_and_found_by_prefix(tmp_path: Path) -> Non
     assert list_runs(tmp_path / "nothing") == []
 
 
-def test_latest_output_skips_failed_runs(tmp_path: Path) -> None:
+def test_latest_outputs_come_from_one_run_where_all_succeeded(tmp_path: Path) -> None:
     record(tmp_path, "20260101-000000-aaaaaa", "succeeded")
     record(tmp_path, "20260102-000000-bbbbbb", "failed")
-    assert latest_stage_output(tmp_path, "a") == tmp_path / "20260101-000000-aaaaaa" / "01_a"
-    assert latest_stage_output(tmp_path, "b") is None
+    assert latest_outputs(tmp_path, ("a",)) == {"a": tmp_path / "20260101-000000-aaaaaa" / "01_a"}
+    assert latest_outputs(tmp_path, ("a", "b")) is None
 
 
 def test_output_hashes_leave_out_the_executed_notebook(tmp_path: Path) -> None:
