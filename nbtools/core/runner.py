@@ -105,6 +105,10 @@ def run_pipeline(
     run_dir = pipeline.runs_dir / run_id
     tracker = Tracker(pipeline.tracking_uri, pipeline.name, pipeline.project_dir / "mlartifacts")
     parent = tracker.start_run(run_id, tags={"nbtools.run_id": run_id})
+    tracker.log_parent(
+        parent,
+        {"profile": profile or "none", "seed": pipeline.seed, "overrides": dict(overrides or {})},
+    )
     manifest = _new_manifest(pipeline, run_id, parent, profile, overrides, stages, parameters)
     write_manifest(run_dir, manifest)
     say(f"Run {run_id}: {len(stages)} stage(s), record in {run_dir}")
@@ -280,5 +284,5 @@ def _close(
     manifest["status"] = "succeeded" if succeeded else "failed"
     manifest["finished_at"] = now()
     manifest["duration_s"] = round(time.monotonic() - started, 2)
-    write_manifest(run_dir, manifest)
+    tracker.log_file(parent, write_manifest(run_dir, manifest))
     tracker.finish(parent, succeeded=succeeded)

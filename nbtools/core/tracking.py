@@ -81,13 +81,13 @@ class Tracker:
         """Log the pipeline-level settings of a run on its parent run."""
         self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()])
 
+    def log_file(self, run_id: str, path: Path) -> None:
+        """Log one file as an artifact of a run, at the top of its artifacts."""
+        self.client.log_artifact(run_id, str(path))
+
     def finish(self, run_id: str, succeeded: bool) -> None:
         """Close a run as FINISHED or FAILED."""
         self.client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
-
-    def run_status(self, run_id: str) -> str:
-        """Return the status MLflow holds for a run (``FINISHED``, ``FAILED``, ``RUNNING``...)."""
-        return str(self.client.get_run(run_id).info.status)
 
 
 def is_metric_value(value: Any) -> bool:

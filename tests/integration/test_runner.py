@@ -43,6 +43,12 @@ def test_a_run_records_every_stage_and_its_mlflow_runs(make_project) -> None:
     client = _mlflow(root)
     parent = client.get_run(result.mlflow_run_id)
     assert parent.info.status == "FINISHED"
+    assert parent.data.params == {
+        "profile": "none",
+        "seed": "42",
+        "overrides": '{"produce.rows": 4, "factor": 3}',
+    }
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["manifest.json"]
     child = client.get_run(consume["mlflow_run_id"])
     assert child.info.status == "FINISHED"
     assert child.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
