@@ -40,7 +40,7 @@ def test_a_stage_alone_runs_its_upstream_stages_first(tmp_path: Path, migrated_d
     assert {"train.parquet", "validation.parquet", "test.parquet"} <= {
         p.name for p in scratch.iterdir()
     }
-    assert json.loads((scratch / "recorded.json").read_text())["train_rows"] > 0
+    assert json.loads((scratch / "recorded.json").read_text())["rows_train"] > 0
     assert (root / "04_split.ipynb").read_bytes() == (
         Path(__file__).parents[2] / "templates" / "04_split.ipynb"
     ).read_bytes()

@@ -139,3 +139,4 @@ def test_runs_list_shows_both_runs(demo) -> None:
     lines = listed.output.splitlines()
     assert second.run_id in lines[1] and first.run_id in lines[2]
     assert "8/8 ok" in lines[1] and "test_roc_auc=" in lines[1]
+    assert "hash" not in lines[1]  # only held-out metrics, no other recorded values
