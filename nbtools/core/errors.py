@@ -60,3 +60,7 @@ class StageFailedError(NbtoolsError, RuntimeError):
             f"Stage '{stage}' failed in {where}: {reason.rstrip('.')}. "
             f"The executed notebook is saved at {notebook}."
         )
+
+
+class SearchCancelledError(NbtoolsError, RuntimeError):
+    """A hyperparameter search was stopped on request before it tried every candidate."""

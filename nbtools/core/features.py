@@ -37,6 +37,7 @@ from sklearn.feature_selection import (
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from nbtools.core.cleaning import column_types
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.params import Parameter, StageParams
 
@@ -83,6 +84,7 @@ _SCHEMA = {
     "drop_correlated": Parameter(
         "drop_correlated", 0.95, "float", low=0, high=1, low_inclusive=False
     ),
+    "exclude_columns": Parameter("exclude_columns", [], "list"),
 }
 
 
@@ -113,6 +115,9 @@ class FeatureParams(StageParams):
     drop_correlated : float, default=0.95
         Of each pair of features with an absolute Pearson correlation above this, drop the
         later one. In (0, 1]; 1 keeps all.
+    exclude_columns : list of str, default=[]
+        Columns (cleaned or created) the model leaves out, chosen by hand or by a rule in the
+        feature-selection panel. They stay available to ``expressions``.
     """
 
     date_parts: bool = True
@@ -121,13 +126,20 @@ class FeatureParams(StageParams):
     k: int = 20
     variance_threshold: float = 0.01
     drop_correlated: float = 0.95
+    exclude_columns: list[str] = field(default_factory=list)
 
     STAGE: ClassVar[str] = _STAGE
     SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
     HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
     def check(self) -> None:
-        """Check that ``expressions`` maps new column names to expression strings."""
+        """Check that ``expressions`` maps new column names to expression strings and that
+        ``exclude_columns`` holds column names."""
+        if not all(isinstance(name, str) for name in self.exclude_columns):
+            raise InvalidParameterError(
+                f"The 'exclude_columns' parameter of stage '{_STAGE}' must be a list of column "
+                f"names. Got {self.exclude_columns!r} instead."
+            )
         for name, expression in self.expressions.items():
             if not isinstance(name, str) or not name or not isinstance(expression, str):
                 raise InvalidParameterError(
@@ -180,6 +192,47 @@ def add_features(
         out[new] = _evaluate(out, expression, target=target)
         created.append(new)
     return out, {"created": created, "expressions": dict(params.expressions)}
+
+
+def model_columns(
+    featured: pd.DataFrame, params: FeatureParams, *, target: str | None
+) -> tuple[list[str], list[str]]:
+    """Return the numeric and categorical columns the model uses, without ``exclude_columns``.
+
+    Parameters
+    ----------
+    featured : pandas.DataFrame
+        The table after :func:`add_features`.
+    params : FeatureParams
+        ``exclude_columns`` is used here.
+    target : str or None
+        The target column, never a feature.
+
+    Returns
+    -------
+    numeric, categorical : list of str
+
+    Raises
+    ------
+    InvalidParameterError
+        If an excluded column is not in the data, or no feature would be left.
+    """
+    unknown = [name for name in params.exclude_columns if name not in featured.columns]
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'exclude_columns' parameter of stage '{_STAGE}' names {unknown}, which are not "
+            f"in the data. Available columns: {', '.join(map(str, featured.columns))}."
+        )
+    numeric, categorical = column_types(featured, target)
+    excluded = set(params.exclude_columns)
+    numeric = [name for name in numeric if name not in excluded]
+    categorical = [name for name in categorical if name not in excluded]
+    if not numeric and not categorical:
+        raise InvalidParameterError(
+            f"The 'exclude_columns' parameter of stage '{_STAGE}' leaves the model no feature: "
+            f"it excludes all {len(excluded)} feature columns. Keep at least one."
+        )
+    return numeric, categorical
 
 
 class FeatureCreator(TransformerMixin, BaseEstimator):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -59,6 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.params import Parameter, StageParams
+from nbtools.core.tuning import Candidate, check_space, resolve_space, stepwise_searcher
 
 #: The tasks nbtools knows, as written by the ingest stage in ``dataset.json``.
 TASKS = ("classification", "regression", "clustering")
@@ -107,10 +108,19 @@ class ModelFamily:
         """Return a fresh unfitted estimator of this family seeded with ``seed``."""
         return self.estimator(random_state=seed, **self.defaults)
 
-    def search_space(self, search: str) -> dict[str, Any]:
+    def search_space(
+        self, search: str, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Return the space for ``search`` (``"grid"`` takes lists, ``"random"`` and
-        ``"halving"`` distributions), with names prefixed by the pipeline's ``model`` step."""
+        ``"halving"`` distributions), with names prefixed by the pipeline's ``model`` step.
+
+        ``overrides`` is the train stage's ``space`` parameter: lists or ranges laid over the
+        built-in space (see :mod:`nbtools.core.tuning`).
+        """
         space = self.grid if search == "grid" else self.distributions
+        if overrides:
+            tunable = set(self.make_estimator(0).get_params()) - {"random_state"}
+            space = resolve_space(space, overrides, search, tunable)
         return {f"model__{name}": values for name, values in space.items()}
 
 
@@ -217,6 +227,7 @@ _SCHEMA = {
     "cv_folds": Parameter("cv_folds", 3, "int", low=2, high=20),
     "scoring": Parameter("scoring", "auto", "str"),
     "n_jobs": Parameter("n_jobs", None, "int", optional=True),
+    "space": Parameter("space", {}, "dict"),
 }
 
 
@@ -246,6 +257,10 @@ class TrainParams(StageParams):
         silhouette for clustering.
     n_jobs : int or None, default=None
         Parallel fits (of one thread each) during the search; ``None`` one, ``-1`` all cores.
+    space : dict, default={}
+        Hyperparameters whose values or range replace the family's built-in search space, as
+        ``{"C": [0.1, 1.0]}`` or ``{"C": {"low": 0.01, "high": 100, "log": True}}`` (see
+        :mod:`nbtools.core.tuning`).
     """
 
     family: str = "auto"
@@ -254,6 +269,7 @@ class TrainParams(StageParams):
     cv_folds: int = 3
     scoring: str = "auto"
     n_jobs: int | None = None
+    space: dict[str, Any] = field(default_factory=dict)
 
     STAGE: ClassVar[str] = _STAGE
     SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
@@ -270,12 +286,14 @@ class TrainParams(StageParams):
         """
         super().validate()
         if task is not None:
-            get_family(self.family, task)
+            get_family(self.family, task).search_space(self.search, self.space)
             resolve_scoring(self.scoring, task, None)
         return self
 
     def check(self) -> None:
-        """Check that ``n_jobs`` is not 0 and ``scoring`` names a scorer."""
+        """Check that ``n_jobs`` is not 0, ``scoring`` names a scorer and ``space`` is well
+        formed."""
+        check_space(self.space)
         if self.n_jobs == 0:
             raise InvalidParameterError(
                 f"The 'n_jobs' parameter of stage '{_STAGE}' must be a non-zero int or None. "
@@ -392,6 +410,9 @@ def search(
     *,
     task: str,
     seed: int,
+    on_candidate: Callable[[Candidate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    refit: bool = True,
 ) -> GridSearchCV | RandomizedSearchCV | HalvingRandomSearchCV:
     """Tune the ``model`` step of ``pipeline`` by cross-validation, then refit the best on all of X.
 
@@ -408,6 +429,12 @@ def search(
         ``"classification"``, ``"regression"`` or ``"clustering"``.
     seed : int
         Seeds the folds (stratified for classification) and the candidate draws.
+    on_candidate : callable, optional
+        Called with a :class:`~nbtools.core.tuning.Candidate` after each candidate.
+    should_stop : callable, optional
+        Checked before each candidate; True stops the search with ``SearchCancelledError``.
+    refit : bool, default=True
+        Refit the best candidate on all of ``X`` (a preview may skip it).
 
     Returns
     -------
@@ -419,6 +446,8 @@ def search(
     InvalidParameterError
         When a parameter is invalid or does not suit the task, the pipeline or the data (more
         folds than rows of the rarest class).
+    SearchCancelledError
+        When ``should_stop`` returned True.
     """
     params.validate(task)
     family = get_family(params.family, task)
@@ -444,23 +473,17 @@ def search(
         "cv": folds(params.cv_folds, shuffle=True, random_state=seed),
         "n_jobs": params.n_jobs,
         "error_score": "raise",
+        "refit": refit,
+        "on_candidate": on_candidate,
+        "should_stop": should_stop,
     }
-    space = family.search_space(params.search)
-    if params.search == "grid":
-        searcher: Any = GridSearchCV(pipeline, space, **common)
-    elif params.search == "random":
-        searcher = RandomizedSearchCV(
-            pipeline, space, n_iter=params.n_iter, random_state=seed, **common
-        )
-    else:  # halving: n_iter candidates on few rows, the best third moves on to three times more
-        searcher = HalvingRandomSearchCV(
-            pipeline,
-            space,
-            n_candidates=params.n_iter,
-            min_resources="exhaust",
-            random_state=seed,
-            **common,
-        )
+    space = family.search_space(params.search, params.space)
+    if params.search == "random":
+        common |= {"n_iter": params.n_iter, "random_state": seed}
+    elif params.search == "halving":
+        # n_iter candidates on few rows, the best third moves on to three times more
+        common |= {"n_candidates": params.n_iter, "min_resources": "exhaust", "random_state": seed}
+    searcher = stepwise_searcher(params.search, pipeline, space, **common)
     with threadpool_limits(1):  # threads in small fits mostly spin-wait: n_jobs runs fits instead
         searcher.fit(X, y)
     return searcher
