@@ -141,7 +141,9 @@ def _values(entry: Any, search: str) -> Any:
     low, high, log = entry["low"], entry["high"], bool(entry.get("log", False))
     integers = isinstance(low, int) and isinstance(high, int)
     if search == "grid":
-        points = np.geomspace(low, high, _GRID_POINTS) if log else np.linspace(low, high, _GRID_POINTS)
+        points = (
+            np.geomspace(low, high, _GRID_POINTS) if log else np.linspace(low, high, _GRID_POINTS)
+        )
         if integers:
             return sorted({round(float(p)) for p in points})
         return [float(p) for p in points]

@@ -173,8 +173,7 @@ def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """Render rows of plain values as a compact HTML table, for the panels' read-only views."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
     )
     return (
         "<table style='border-collapse:collapse;font-size:12px'>"

@@ -183,8 +183,8 @@ class CleaningPanel(Panel):
             self.preview.value = ""
             return
         self.clear_message()
-        before = f"{len(self.sample):,} rows × {self.sample.shape[1]} columns"
-        after = f"{len(cleaned):,} rows × {cleaned.shape[1]} columns"
+        before = f"{len(self.sample):,} rows x {self.sample.shape[1]} columns"
+        after = f"{len(cleaned):,} rows x {cleaned.shape[1]} columns"
         dropped = (
             f"without target {report['missing_target_dropped']:,}, invalid "
             f"{sum(report['invalid_rows_dropped'].values()):,}, duplicates "

@@ -30,7 +30,7 @@ def test_changing_choices_updates_the_preview_and_the_exported_parameters(
     panel = _panel(churn)
     panel.drop_columns.value = ("region",)
     panel.inputs["drop_duplicates"].value = False
-    assert f"{len(churn):,} rows × {churn.shape[1] - 1} columns" in panel.preview.value
+    assert f"{len(churn):,} rows x {churn.shape[1] - 1} columns" in panel.preview.value
     exported = panel.export()
     assert exported["drop_columns"] == ["region"]
     assert exported["drop_duplicates"] is False

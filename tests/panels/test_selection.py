@@ -54,7 +54,10 @@ def test_keeping_features_by_hand_is_saved_as_exclude_columns(
     panel.save_button.click()
     resolved = load_pipeline(project).resolve()["features"]
     assert resolved["k"] == 5
-    assert set(resolved["exclude_columns"]) == set(panel.scores.index) - {"tenure_months", "contract"}
+    assert set(resolved["exclude_columns"]) == set(panel.scores.index) - {
+        "tenure_months",
+        "contract",
+    }
 
 
 def test_selecting_zero_features_is_shown_and_not_saved(
