@@ -9,6 +9,7 @@ shown in the panel's message area and never reaches the file.
 from __future__ import annotations
 
 import html
+import io
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,18 @@ def show(panel: Panel, stage: StageContext) -> None:
     if not stage.interactive:
         display(HTML(panel.summary_html()))
     display(panel.widget)
+
+
+def figure_png(figure: Any) -> bytes:
+    """Render a matplotlib figure as PNG bytes for an ``ipywidgets.Image``.
+
+    Panels draw on a plain ``matplotlib.figure.Figure`` (no pyplot, whose state is not
+    thread-safe) into an Image widget, which updates from any thread: the tuning panel draws
+    from its search thread.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:

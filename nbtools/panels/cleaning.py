@@ -96,12 +96,14 @@ class CleaningPanel(Panel):
             options=features,
             value=[c for c in start["drop_columns"] if c in features],
             description="drop columns",
+            style={"description_width": "100px"},
             rows=min(8, max(len(features), 2)),
         )
         self.non_negative_columns = widgets.SelectMultiple(
             options=features,
             value=[c for c in start["non_negative_columns"] if c in features],
             description="non-negative",
+            style={"description_width": "100px"},
             tooltip="Rows with a negative value in these columns are dropped as invalid",
             rows=min(8, max(len(features), 2)),
         )

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from nbtools.core import features
 from nbtools.core.cleaning import column_types
@@ -27,7 +27,7 @@ from nbtools.core.exploration import (
     redundancy,
     sample_rows,
 )
-from nbtools.panels._base import Panel, table_html
+from nbtools.panels._base import Panel, figure_png, table_html
 from nbtools.panels.form import parameter_widget, read_widget
 
 _PIPELINE = ("selection", "k", "drop_correlated")
@@ -133,7 +133,7 @@ class FeatureSelectionPanel(Panel):
         start = params.to_dict()
         self.inputs = {name: parameter_widget(schema[name], start[name]) for name in _PIPELINE}
         self.table = widgets.HTML()
-        self.plot = widgets.Output()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
         self.kept.observe(lambda _change: self.refresh(), names="value")
         self.refresh()
 
@@ -191,17 +191,14 @@ class FeatureSelectionPanel(Panel):
             self.show_error(
                 "No feature is kept: the model needs at least one. Select features to keep."
             )
-        self.plot.clear_output(wait=True)
-        with self.plot:
-            relevance = self.scores["mutual_info"].fillna(0.0).iloc[::-1]
-            fig, ax = plt.subplots(figsize=(4, 0.25 * len(relevance) + 1))
-            colours = ["tab:green" if name in kept else "lightgrey" for name in relevance.index]
-            ax.barh(relevance.index.astype(str), relevance.to_numpy(), color=colours)
-            ax.set_xlabel("mutual information with the target")
-            ax.set_title("Relevance (grey: left out)")
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
+        relevance = self.scores["mutual_info"].fillna(0.0).iloc[::-1]
+        fig = Figure(figsize=(4, 0.25 * len(relevance) + 1))
+        ax = fig.subplots()
+        colours = ["tab:green" if name in kept else "lightgrey" for name in relevance.index]
+        ax.barh(relevance.index.astype(str), relevance.to_numpy(), color=colours)
+        ax.set_xlabel("mutual information with the target")
+        ax.set_title("Relevance (grey: left out)")
+        self.plot.value = figure_png(fig)
 
 
 def feature_selection_panel(

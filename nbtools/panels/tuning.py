@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
+from matplotlib.figure import Figure
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 
 from nbtools.core import modeling
 from nbtools.core.errors import InvalidParameterError, NbtoolsError, SearchCancelledError
 from nbtools.core.tuning import Candidate, candidate_space, candidates_table
-from nbtools.panels._base import Panel, table_html
+from nbtools.panels._base import Panel, figure_png, table_html
 from nbtools.panels.form import parameter_widget, read_widget
 
 _SEARCH = ("search", "n_iter", "cv_folds", "scoring")
@@ -97,7 +97,7 @@ class TuningPanel(Panel):
         self.sort_by = widgets.Dropdown(options=["mean_score"], description="sort by")
         self.descending = widgets.Checkbox(value=True, description="descending", indent=False)
         self.results = widgets.HTML()
-        self.plot = widgets.Output()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
         self.pick = widgets.Dropdown(options=[], description="candidate")
         self.pick_button = widgets.Button(description="Use candidate", icon="check")
         self.candidates: list[Candidate] = []
@@ -246,30 +246,28 @@ class TuningPanel(Panel):
             self.sort_by.options = options
             self.sort_by.value = key if key in options else "mean_score"
             table = self.table()
-        self.pick.options = [(f"#{n}", n) for n in table["candidate"]]
+        self.pick.options = [(f"#{n}", int(n)) for n in table["candidate"]]
+        self.pick.value = int(table["candidate"].iloc[0])
         rows = table.astype(object).where(table.notna(), None).to_dict("records")
         self.results.value = table_html(rows, [str(c) for c in table.columns])
         self._plot(table)
 
     def _plot(self, table: pd.DataFrame) -> None:
         names = list(self.candidates[0].params) if self.candidates else []
-        self.plot.clear_output(wait=True)
         if not names:
             return
-        with self.plot:
-            fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 2.6), squeeze=False)
-            for ax, name in zip(axes[0], names, strict=True):
-                values = table[name]
-                numeric = pd.api.types.is_numeric_dtype(values)
-                x = values if numeric else values.astype(str)
-                ax.scatter(x, table["mean_score"], color="tab:blue")
-                ax.set_xlabel(name)
-                if numeric and values.min() > 0 and values.max() / values.min() > 50:
-                    ax.set_xscale("log")
-            axes[0][0].set_ylabel("mean CV score")
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
+        fig = Figure(figsize=(3 * len(names), 2.6))
+        axes = fig.subplots(1, len(names), squeeze=False)
+        for ax, name in zip(axes[0], names, strict=True):
+            values = table[name]
+            numeric = pd.api.types.is_numeric_dtype(values)
+            x = values if numeric else values.astype(str)
+            ax.scatter(x, table["mean_score"], color="tab:blue")
+            ax.set_xlabel(name)
+            if numeric and values.min() > 0 and values.max() / values.min() > 50:
+                ax.set_xscale("log")
+        axes[0][0].set_ylabel("mean CV score")
+        self.plot.value = figure_png(fig)
 
     def use_candidate(self, number: int | None) -> None:
         """Set the panel (and so the exported parameters) to exactly candidate ``number``.
