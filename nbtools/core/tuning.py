@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (enables the import below)
 from sklearn.model_selection import GridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV
 
 from nbtools.core.errors import InvalidParameterError, SearchCancelledError
