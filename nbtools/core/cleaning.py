@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -42,6 +42,19 @@ _TRUE = {"yes", "y", "true"}
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
 _SUMMARY_COLUMNS = ["dtype", "missing", "missing_share", "distinct", "outliers"]
 
+#: What ``column_choices`` may set for one column, and the values each column kind accepts.
+CHOICES = {
+    "type": ("numeric", "categorical", "datetime"),
+    "imputation": ("median", "mean", "most_frequent", "constant"),
+    "outliers": ("none", "clip"),
+    "encoding": ("onehot", "ordinal"),
+}
+_FITTING = {
+    "numeric": {"imputation": ("median", "mean", "constant"), "outliers": ("none", "clip")},
+    "categorical": {"imputation": ("most_frequent", "constant"), "encoding": ("onehot", "ordinal")},
+    "datetime": {},
+}
+
 _SCHEMA = {
     "drop_duplicates": Parameter("drop_duplicates", True, "bool"),
     "drop_columns": Parameter("drop_columns", [], "list"),
@@ -64,6 +77,7 @@ _SCHEMA = {
         "max_categories", 20, "int", low=2, high=None, high_inclusive=False
     ),
     "scaling": Parameter("scaling", "standard", "str", choices=("standard", "none")),
+    "column_choices": Parameter("column_choices", {}, "dict"),
 }
 
 
@@ -100,6 +114,12 @@ class CleaningParams(StageParams):
         Most categories kept per column; rarer ones are grouped as "infrequent". At least 2.
     scaling : {"standard", "none"}, default="standard"
         Standardise numeric columns to zero mean and unit variance.
+    column_choices : dict, default={}
+        Per-column choices that override the table-wide ones, as
+        ``{"zip": {"type": "categorical", "encoding": "ordinal"}, "age": {"imputation": "mean"}}``.
+        ``type`` (numeric, categorical, datetime) converts the column row by row in
+        :func:`apply`; ``imputation``, ``outliers`` and ``encoding`` go to the preprocessor and
+        must suit the column's kind (no outlier clipping for a category, say).
     """
 
     drop_duplicates: bool = True
@@ -115,13 +135,28 @@ class CleaningParams(StageParams):
     encoding: str = "onehot"
     max_categories: int = 20
     scaling: str = "standard"
+    column_choices: dict[str, dict[str, str]] = field(default_factory=dict)
 
     STAGE: ClassVar[str] = _STAGE
     SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
     HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
     def check(self) -> None:
-        """Check that the column lists hold column names."""
+        """Check that the column lists hold column names and ``column_choices`` is well formed."""
+        for column, choices in self.column_choices.items():
+            if not isinstance(choices, Mapping) or not choices:
+                raise InvalidParameterError(
+                    f"The 'column_choices' parameter of stage '{_STAGE}' must map each column to "
+                    f"a dict of choices such as {{'imputation': 'mean'}}. Got {column!r}: "
+                    f"{choices!r} instead."
+                )
+            for key, value in choices.items():
+                if key not in CHOICES or value not in CHOICES[key]:
+                    accepted = "; ".join(f"{k}: {', '.join(v)}" for k, v in CHOICES.items())
+                    raise InvalidParameterError(
+                        f"The 'column_choices' parameter of stage '{_STAGE}' sets {key!r} = "
+                        f"{value!r} for column {column!r}. Accepted: {accepted}."
+                    )
         for name in ("drop_columns", "non_negative_columns"):
             values = getattr(self, name)
             if not all(isinstance(value, str) for value in values):
@@ -181,7 +216,14 @@ def apply(
             if fixed is not None:
                 fixes[str(name)] = f"{out[name].dtype} -> {fixed.dtype}"
                 out[name] = fixed
+    for name, choices in params.column_choices.items():
+        if "type" in choices and name in out.columns:
+            converted = _convert(out[name], choices["type"])
+            if converted.dtype != out[name].dtype:
+                fixes[name] = f"{out[name].dtype} -> {converted.dtype} (chosen)"
+            out[name] = converted
     report["type_fixes"] = fixes
+    check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
 
     keep = pd.Series(True, index=out.index)
     if target is not None:
@@ -206,6 +248,70 @@ def apply(
     out = out[~duplicates].reset_index(drop=True)
     report["rows_out"] = len(out)
     return out, report
+
+
+def _convert(column: pd.Series, kind: str) -> pd.Series:
+    """Convert a column to the chosen kind; values that do not convert become missing."""
+    if kind == "numeric":
+        if pd.api.types.is_numeric_dtype(column):
+            return column
+        return pd.to_numeric(column.astype("str").str.strip(), errors="coerce")
+    if kind == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(column):
+            return column
+        return pd.to_datetime(column, errors="coerce", format="ISO8601")
+    if pd.api.types.is_string_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column
+    return column.map(lambda value: value if pd.isna(value) else str(value)).astype("str")
+
+
+def check_column_choices(
+    params: CleaningParams,
+    numeric_columns: list[str],
+    categorical_columns: list[str],
+    *,
+    target: str | None = None,
+    present: Iterable[Any] | None = None,
+) -> None:
+    """Check that every per-column choice names a feature column and suits its kind.
+
+    Columns in neither list are taken as dates. ``present`` (the cleaned table's columns, when
+    known) catches choices for a column that is missing or dropped.
+
+    Raises
+    ------
+    InvalidParameterError
+        When a column is the target or not a feature, or a choice does not fit the column's
+        kind (median imputation of a categorical column, outlier clipping of a date...).
+    """
+    kinds = {name: "numeric" for name in numeric_columns}
+    kinds |= {name: "categorical" for name in categorical_columns}
+    for column, choices in params.column_choices.items():
+        where = f"The 'column_choices' parameter of stage '{_STAGE}'"
+        if column == target:
+            raise InvalidParameterError(f"{where} sets choices for the target '{column}'.")
+        if present is not None and column not in set(present):
+            raise InvalidParameterError(
+                f"{where} names column '{column}', which is not in the cleaned data (missing or "
+                "dropped). Remove its choices."
+            )
+        kind = kinds.get(column, choices.get("type", "datetime"))
+        if column not in kinds and kind != "datetime":
+            raise InvalidParameterError(
+                f"{where} names column '{column}', which is not a feature column of the data."
+            )
+        fitting = _FITTING[kind]
+        for key, value in choices.items():
+            if key != "type" and value not in fitting.get(key, ()):
+                accepted = (
+                    f"accept {key}: {', '.join(fitting[key])}"
+                    if key in fitting
+                    else f"have no {key} choice"
+                )
+                raise InvalidParameterError(
+                    f"{where} sets {key} '{value}' for column '{column}', which is {kind}; "
+                    f"{kind} columns {accepted}."
+                )
 
 
 def _fix_type(column: pd.Series, *, allow_bool: bool) -> pd.Series | None:
@@ -402,33 +508,74 @@ def build_preprocessor(
             "The preprocessor needs at least one numeric or categorical feature column; "
             "the cleaned data has none besides the target."
         )
+    check_column_choices(params, numeric_columns, categorical_columns)
     transformers: list[tuple[str, Any, list[str]]] = []
-    if numeric_columns:
-        steps: list[tuple[str, Any]] = []
-        if params.outliers == "clip":
-            steps.append(("clip", OutlierClipper(factor=params.iqr_factor)))
-        steps.append(("impute", _imputer(params.numeric_imputation, params.numeric_fill_value)))
-        if params.scaling == "standard":
-            steps.append(("scale", StandardScaler()))
-        transformers.append(("numeric", Pipeline(steps), list(numeric_columns)))
-    if categorical_columns:
-        encoder: OneHotEncoder | OrdinalEncoder
-        if params.encoding == "onehot":
-            encoder = OneHotEncoder(
-                handle_unknown="infrequent_if_exist",
-                max_categories=params.max_categories,
-                sparse_output=False,
-            )
-        else:
-            encoder = OrdinalEncoder(
-                handle_unknown="use_encoded_value",
-                unknown_value=-1,
-                max_categories=params.max_categories,
-            )
-        imputer = _imputer(params.categorical_imputation, params.categorical_fill_value)
-        categorical = Pipeline([("impute", imputer), ("encode", encoder)])
-        transformers.append(("categorical", categorical, list(categorical_columns)))
+    numeric_groups = _groups(
+        params,
+        numeric_columns,
+        {"outliers": params.outliers, "imputation": params.numeric_imputation},
+    )
+    for name, (outliers, imputation), columns in _named(numeric_groups, "numeric"):
+        transformers.append((name, _numeric_steps(params, outliers, imputation), columns))
+    categorical_groups = _groups(
+        params,
+        categorical_columns,
+        {"imputation": params.categorical_imputation, "encoding": params.encoding},
+    )
+    for name, (imputation, encoding), columns in _named(categorical_groups, "categorical"):
+        transformers.append((name, _categorical_steps(params, imputation, encoding), columns))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def _groups(
+    params: CleaningParams, columns: list[str], defaults: dict[str, str]
+) -> dict[tuple[str, ...], list[str]]:
+    """Group columns by their effective choices; the table-wide group comes first."""
+    groups: dict[tuple[str, ...], list[str]] = {tuple(defaults.values()): []}
+    for column in columns:
+        chosen = params.column_choices.get(column, {})
+        key = tuple(chosen.get(k, v) for k, v in defaults.items())
+        groups.setdefault(key, []).append(column)
+    return groups
+
+
+def _named(
+    groups: dict[tuple[str, ...], list[str]], kind: str
+) -> list[tuple[str, tuple[str, ...], list[str]]]:
+    """Name the groups: the table-wide one ``kind``, the others ``kind_<choices>``."""
+    named = []
+    for position, (key, columns) in enumerate(groups.items()):
+        if columns:
+            named.append((kind if position == 0 else "_".join((kind, *key)), key, columns))
+    return named
+
+
+def _numeric_steps(params: CleaningParams, outliers: str, imputation: str) -> Pipeline:
+    steps: list[tuple[str, Any]] = []
+    if outliers == "clip":
+        steps.append(("clip", OutlierClipper(factor=params.iqr_factor)))
+    steps.append(("impute", _imputer(imputation, params.numeric_fill_value)))
+    if params.scaling == "standard":
+        steps.append(("scale", StandardScaler()))
+    return Pipeline(steps)
+
+
+def _categorical_steps(params: CleaningParams, imputation: str, encoding: str) -> Pipeline:
+    encoder: OneHotEncoder | OrdinalEncoder
+    if encoding == "onehot":
+        encoder = OneHotEncoder(
+            handle_unknown="infrequent_if_exist",
+            max_categories=params.max_categories,
+            sparse_output=False,
+        )
+    else:
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=-1,
+            max_categories=params.max_categories,
+        )
+    imputer = _imputer(imputation, params.categorical_fill_value)
+    return Pipeline([("impute", imputer), ("encode", encoder)])
 
 
 def _imputer(strategy: str, fill_value: Any) -> SimpleImputer:

@@ -1,8 +1,9 @@
 """The cleaning panel: look at every column, choose how to clean, preview the result.
 
 It shows one row per column (type, missing share, distinct values, outliers and a small
-histogram), lets the user drop columns, mark columns whose negative values are invalid, choose
-duplicate handling, type fixing, imputation, outlier handling, encoding and scaling, and previews
+histogram), lets the user drop columns, mark columns whose negative values are invalid, set a
+column's type, imputation, outlier handling and encoding, choose the table-wide duplicate
+handling, type fixing, imputation, outlier handling, encoding and scaling, and previews
 the cleaned table with its row and column counts. The preview is ``cleaning.apply`` on the same
 :class:`~nbtools.core.cleaning.CleaningParams` the clean stage applies.
 """
@@ -68,6 +69,11 @@ class CleaningPanel(Panel):
     ----------
     drop_columns, non_negative_columns : ipywidgets.SelectMultiple
         The per-column choices.
+    column : ipywidgets.Dropdown
+        The column whose own choices ``column_inputs`` show and edit.
+    column_inputs : dict of str to ipywidgets.Dropdown
+        ``type``, ``imputation``, ``outliers`` and ``encoding`` of ``column``; the empty value
+        means the table-wide choice (or, for ``type``, the type as it is).
     inputs : dict of str to ipywidgets.Widget
         One widget per table-wide parameter (``drop_duplicates``, ``outliers``...).
     preview : ipywidgets.HTML
@@ -107,12 +113,49 @@ class CleaningPanel(Panel):
             tooltip="Rows with a negative value in these columns are dropped as invalid",
             rows=min(8, max(len(features), 2)),
         )
+        self.column_choices = {c: dict(v) for c, v in start["column_choices"].items()}
+        self.column = widgets.Dropdown(options=features, description="column")
+        self.column_inputs = {
+            key: widgets.Dropdown(
+                options=[
+                    ("(as is)" if key == "type" else "(table-wide)", ""),
+                    *((value, value) for value in values),
+                ],
+                description=key,
+            )
+            for key, values in cleaning.CHOICES.items()
+        }
+        self._loading = False
+        self._load_column()
+        self.column.observe(lambda _change: self._load_column(), names="value")
+        for key, widget in self.column_inputs.items():
+            widget.observe(lambda change, key=key: self._set_choice(key, change["new"]), "value")
         schema = cleaning.CleaningParams.SCHEMA
         self.inputs = {name: parameter_widget(schema[name], start[name]) for name in _GLOBAL}
         self.columns_view = widgets.HTML(self._columns_html())
         self.preview = widgets.HTML()
         for widget in [self.drop_columns, self.non_negative_columns, *self.inputs.values()]:
             widget.observe(lambda _change: self.refresh(), names="value")
+        self.refresh()
+
+    def _load_column(self) -> None:
+        """Show the chosen column's own choices without refreshing the preview meanwhile."""
+        chosen = self.column_choices.get(self.column.value, {})
+        self._loading = True
+        for key, widget in self.column_inputs.items():
+            widget.value = chosen.get(key, "")
+        self._loading = False
+
+    def _set_choice(self, key: str, value: str) -> None:
+        if self._loading:
+            return
+        chosen = self.column_choices.setdefault(self.column.value, {})
+        if value:
+            chosen[key] = value
+        else:
+            chosen.pop(key, None)
+        if not chosen:
+            del self.column_choices[self.column.value]
         self.refresh()
 
     def _columns_html(self) -> str:
@@ -135,10 +178,14 @@ class CleaningPanel(Panel):
     def body(self) -> list[widgets.Widget]:
         """Column summary, per-column choices, table-wide choices and the preview."""
         per_column = widgets.HBox([self.drop_columns, self.non_negative_columns])
+        one_column = widgets.HBox([self.column, widgets.VBox(list(self.column_inputs.values()))])
         table_wide = widgets.VBox(list(self.inputs.values()))
         return [
             widgets.Accordion([self.columns_view], titles=("Columns",), selected_index=0),
             per_column,
+            widgets.HTML("<b>One column's choices</b>"),
+            one_column,
+            widgets.HTML("<b>Table-wide choices</b>"),
             table_wide,
             self.preview,
         ]
@@ -157,6 +204,7 @@ class CleaningPanel(Panel):
         }
         values["drop_columns"] = list(self.drop_columns.value)
         values["non_negative_columns"] = list(self.non_negative_columns.value)
+        values["column_choices"] = {c: dict(v) for c, v in self.column_choices.items()}
         return cleaning.CleaningParams(**values).validate()
 
     def export(self) -> dict[str, Any]:
@@ -166,10 +214,11 @@ class CleaningPanel(Panel):
         ------
         InvalidParameterError
             When a value does not fit its parameter or does not suit its column (a column
-            marked non-negative that is not numeric, say).
+            marked non-negative that is not numeric, median imputation of a category...).
         """
         params = self.params()
-        cleaning.apply(self.sample, params, target=self.target)
+        cleaned, _ = cleaning.apply(self.sample, params, target=self.target)
+        cleaning.build_preprocessor(params, *cleaning.column_types(cleaned, self.target))
         return params.to_dict()
 
     def apply(self, *, full: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -193,10 +242,15 @@ class CleaningPanel(Panel):
             f"{report['duplicates_dropped']:,}"
         )
         fixes = ", ".join(f"{c}: {change}" for c, change in report["type_fixes"].items())
+        own = "; ".join(
+            f"{c}: " + ", ".join(f"{k} {v}" for k, v in choices.items())
+            for c, choices in self.column_choices.items()
+        )
         head = cleaned.head(_PREVIEW_ROWS).to_html(index=False, border=0, max_cols=20)
         self.preview.value = (
             f"<p><b>Before</b> {before} &rarr; <b>after</b> {after} (rows dropped: {dropped})"
-            f"{'<br>Types fixed: ' + fixes if fixes else ''}</p>"
+            f"{'<br>Types fixed: ' + fixes if fixes else ''}"
+            f"{'<br>Per-column choices: ' + own if own else ''}</p>"
             f"<div style='font-size:12px;overflow-x:auto'>{head}</div>"
         )
 

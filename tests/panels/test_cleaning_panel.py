@@ -77,3 +77,28 @@ def test_an_out_of_range_value_is_shown_and_not_saved(churn: pd.DataFrame, proje
     assert "iqr_factor" in panel.message_text
     panel.save_button.click()
     assert (project / "pipeline.yaml").read_text(encoding="utf-8") == before
+
+
+def test_a_column_choice_is_exported_and_saved(churn: pd.DataFrame, project: Path) -> None:
+    panel = _panel(churn, project)
+    panel.column.value = "age"
+    panel.column_inputs["imputation"].value = "mean"
+    panel.column_inputs["outliers"].value = "none"
+    assert "age: imputation mean, outliers none" in panel.preview.value
+    panel.save_button.click()
+    resolved = load_pipeline(project).resolve()["clean"]
+    assert resolved["column_choices"] == {"age": {"imputation": "mean", "outliers": "none"}}
+    panel.column.value = "contract"
+    assert panel.column_inputs["imputation"].value == ""  # shows the table-wide choice
+
+
+def test_an_imputation_that_does_not_fit_the_column_type_is_not_saved(
+    churn: pd.DataFrame, project: Path
+) -> None:
+    before = (project / "pipeline.yaml").read_text(encoding="utf-8")
+    panel = _panel(churn, project)
+    panel.column.value = "contract"
+    panel.column_inputs["imputation"].value = "median"
+    assert "which is categorical" in panel.message_text
+    panel.save_button.click()
+    assert (project / "pipeline.yaml").read_text(encoding="utf-8") == before
