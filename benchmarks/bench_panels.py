@@ -120,6 +120,14 @@ def main() -> None:
                 timed(lambda: naive_preview(df, "cat_8")),
             )
         )
+        clean.column.value = "num_3"
+        results.append(
+            (
+                "cleaning: set one column's imputation",
+                timed(lambda: setattr(clean.column_inputs["imputation"], "value", "mean")),
+                None,
+            )
+        )
         results.append(
             (
                 "cleaning: change outlier handling",
