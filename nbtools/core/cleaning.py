@@ -49,7 +49,7 @@ CHOICES = {
     "outliers": ("none", "clip"),
     "encoding": ("onehot", "ordinal"),
 }
-_FITTING = {
+_FITTING: dict[str, dict[str, tuple[str, ...]]] = {
     "numeric": {"imputation": ("median", "mean", "constant"), "outliers": ("none", "clip")},
     "categorical": {"imputation": ("most_frequent", "constant"), "encoding": ("onehot", "ordinal")},
     "datetime": {},

@@ -160,6 +160,10 @@ class _Stepwise:
     should_stop: Callable[[], bool] | None = None
 
     def _run_search(self, evaluate_candidates: Any, *, callback_ctx: Any = None) -> None:
+        if self.on_candidate is None and self.should_stop is None:
+            # nobody listens: all candidates at once, so n_jobs spreads over candidates and folds
+            super()._run_search(evaluate_candidates, callback_ctx=callback_ctx)  # type: ignore[misc]
+            return
         done = 0
 
         def one_at_a_time(
