@@ -18,7 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from nbtools.core.errors import PipelineSpecError
+from nbtools.core.errors import NbtoolsError
 from nbtools.core.spec import load_pipeline
 
 
@@ -103,7 +103,7 @@ def _replace_checked(path: Path, text: str) -> None:
         os.replace(temporary, path)
         try:
             load_pipeline(path.parent).resolve()
-        except PipelineSpecError:
+        except NbtoolsError:  # the new file must load and resolve, or the old one comes back
             path.write_text(backup, encoding="utf-8")
             raise
     finally:
