@@ -148,14 +148,46 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[s
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
-    all_latencies = np.concatenate([np.asarray(x) for x in latencies]) * 1000
+    return summary([np.concatenate([np.asarray(x) for x in latencies])], elapsed, sum(errors))
+
+
+def summary(latencies: list[np.ndarray], elapsed: float, errors: int) -> dict[str, float]:
+    """req/s, p50 and p99 latency (ms), errors and request count of one or more load slices."""
+    merged = np.concatenate(latencies) * 1000
     return {
-        "rps": len(all_latencies) / elapsed,
-        "p50": float(np.percentile(all_latencies, 50)),
-        "p99": float(np.percentile(all_latencies, 99)),
-        "errors": float(sum(errors)),
-        "requests": float(len(all_latencies)),
+        "rps": len(merged) / elapsed,
+        "p50": float(np.percentile(merged, 50)),
+        "p99": float(np.percentile(merged, 99)),
+        "errors": float(errors),
+        "requests": float(len(merged)),
+        "latencies": merged / 1000,  # type: ignore[dict-item]
+        "elapsed": elapsed,
     }
+
+
+def compare(
+    ports: list[int], bodies: list[bytes], clients: int, seconds: float, slices: int
+) -> list[dict[str, float]]:
+    """Load each server in turn, in ``slices`` short alternating slices, and merge each one's.
+
+    Other processes on a shared machine come and go; interleaving spreads their effect evenly
+    over the servers compared.
+    """
+    parts: list[list[dict[str, float]]] = [[] for _ in ports]
+    for i in range(slices):
+        order = list(range(len(ports)))
+        if i % 2:
+            order.reverse()
+        for j in order:
+            parts[j].append(load(ports[j], bodies, clients, seconds / slices))
+    return [
+        summary(
+            [p["latencies"] for p in runs],  # type: ignore[misc]
+            sum(p["elapsed"] for p in runs),
+            int(sum(p["errors"] for p in runs)),
+        )
+        for runs in parts
+    ]
 
 
 def payloads(X: Any, rows: int) -> list[bytes]:
@@ -171,6 +203,7 @@ def payloads(X: Any, rows: int) -> list[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per cell and server")
+    parser.add_argument("--slices", type=int, default=4, help="alternations per cell")
     parser.add_argument("--soak-seconds", type=float, default=30.0)
     args = parser.parse_args()
 
@@ -218,10 +251,10 @@ def main() -> None:
             for n_rows in (1, 100):
                 bodies = payloads(X, n_rows)
                 for clients in (1, 16):
-                    load(p_mlflow, bodies, clients, 1.0)  # warm up both
-                    load(p_ours, bodies, clients, 1.0)
-                    theirs = load(p_mlflow, bodies, clients, args.seconds)
-                    ours = load(p_ours, bodies, clients, args.seconds)
+                    compare([p_mlflow, p_ours], bodies, clients, 1.0, 1)  # warm up both
+                    theirs, ours = compare(
+                        [p_mlflow, p_ours], bodies, clients, args.seconds, args.slices
+                    )
                     rows.append((model, n_rows, clients, theirs, ours))
                     print(
                         f"  {model} rows={n_rows} clients={clients}: mlflow "
@@ -234,9 +267,10 @@ def main() -> None:
                 stop(process)
             processes = []
 
-        nodelay = {}
+        ports: list[int] = []
         for label, extra in (("without fix", ["--no-tcp-nodelay"]), ("with fix", [])):
             port = free_port()
+            ports.append(port)
             command = [
                 f"{bin_dir}/nbtools",
                 "serve",
@@ -251,11 +285,13 @@ def main() -> None:
                 "--no-prediction-log",
                 *extra,
             ]
-            processes = [start(command, port, env, folder / f"workers-{label}.log")]
-            load(port, payloads(X, 1), 1, 1.0)
-            nodelay[label] = load(port, payloads(X, 1), 1, args.seconds)
-            stop(processes[0])
-            processes = []
+            processes.append(start(command, port, env, folder / f"workers-{label}.log"))
+        compare(ports, payloads(X, 1), 1, 1.0, 1)
+        results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
+        nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
+        for process in processes:
+            stop(process)
+        processes = []
         report(rows, soak, nodelay, args)
     finally:
         for process in processes:

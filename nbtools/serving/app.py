@@ -44,9 +44,6 @@ from nbtools.serving.predlog import PredictionLog
 
 logger = logging.getLogger("nbtools.serving")
 
-#: Endpoints, for the deployment manifests' probes (see nbtools.core.shipping).
-ENDPOINTS = ("/invocations", "/metadata", "/ping", "/health", "/version")
-
 _JSON = "application/json"
 
 

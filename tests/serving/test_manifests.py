@@ -55,3 +55,17 @@ def test_deploy_command_rejects_bad_resources_with_exit_2(make_project) -> None:
     result = CliRunner().invoke(cli, ["deploy", "--project", str(project), "--cpu-limit", "lots"])
     assert result.exit_code == 2
     assert "'cpu_limit'" in result.output
+
+
+def test_serve_command_names_a_model_it_cannot_find(registry: Registry, tmp_path: Path) -> None:
+    runner = CliRunner()
+    unknown = runner.invoke(
+        cli, ["serve", "--model", "models:/nope@champion", "--tracking-uri", registry.uri]
+    )
+    not_registry = runner.invoke(
+        cli, ["serve", "--model", str(tmp_path), "--tracking-uri", registry.uri]
+    )
+    assert unknown.exit_code == 2
+    assert "'nope'" in unknown.output and "'champion'" in unknown.output
+    assert not_registry.exit_code == 2
+    assert "models:/NAME@ALIAS" in not_registry.output
