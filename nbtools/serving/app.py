@@ -32,6 +32,7 @@ from typing import Any
 
 import mlflow
 import orjson
+import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -114,7 +115,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             body = await _body(request, config.max_body_bytes)
             parsed = payload.parse(body, request.headers.get("content-type"), model.schema.names)
-            X = model.schema.frame(parsed.columns, parsed.n_rows)
+            columns = model.schema.convert(parsed.columns, parsed.n_rows)
+            X = pd.DataFrame(columns, copy=False)
             proba = parsed.params.get("predict_proba", False) or _flag(request)
             predictions, probabilities = await batcher.predict(model, X, proba)
         except InvalidInputError as exc:
@@ -124,7 +126,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 model_name=model.name,
                 model_version=model.version,
                 request_id=request_id,
-                inputs=X,
+                inputs=columns,
                 predictions=predictions,
                 probabilities=probabilities,
                 classes=model.classes,

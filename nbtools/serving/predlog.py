@@ -4,6 +4,8 @@ A request hands its inputs and outputs to :meth:`PredictionLog.append`, which on
 on a bounded queue and never blocks: when the queue is full the record is dropped and counted.
 A background thread drains the queue every ``flush_seconds`` (or sooner when ``batch_size``
 records are waiting), builds one table from the batch and writes it as one Parquet part-file.
+The table is built column by column with NumPy and pyarrow, never one pandas frame per request:
+the writer shares the GIL with the event loop, and pandas work there showed up as tail latency.
 When the folder grows past ``max_bytes`` the oldest part-files are deleted. :meth:`close`
 drains and writes what is left, at shutdown.
 
@@ -18,13 +20,15 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from nbtools.core.predictions import (
     META_COLUMNS,
@@ -42,7 +46,7 @@ class _Record:
     model_name: str
     model_version: str
     request_id: str
-    inputs: pd.DataFrame
+    inputs: Mapping[str, Any]
     predictions: np.ndarray
     probabilities: np.ndarray | None
     classes: list[Any] | None
@@ -96,12 +100,16 @@ class PredictionLog:
         model_name: str,
         model_version: str,
         request_id: str,
-        inputs: pd.DataFrame,
+        inputs: Mapping[str, Any],
         predictions: np.ndarray,
         probabilities: np.ndarray | None = None,
         classes: list[Any] | None = None,
     ) -> bool:
-        """Queue one request's rows for writing; return False when it was dropped (queue full)."""
+        """Queue one request's rows for writing; return False when it was dropped (queue full).
+
+        ``inputs`` maps each input column to its values (arrays of the request's length, as
+        :meth:`nbtools.serving.schema.InputSchema.convert` gives them); they are not copied.
+        """
         record = _Record(
             datetime.now(UTC),
             model_name,
@@ -160,13 +168,17 @@ class PredictionLog:
                 logger.exception("Cannot write %d prediction records", len(batch))
 
     def _write(self, batch: list[_Record]) -> None:
-        table = _table(batch)
-        stamp = batch[0].time.strftime("%Y%m%dT%H%M%S%fZ")
-        name = f"part-{stamp}-{os.getpid()}-{next(self._sequence):06d}.parquet"
-        temporary = self.directory / f".{name}.tmp"
-        table.to_parquet(temporary, index=False)
-        temporary.replace(self.directory / name)
-        self.written += len(table)
+        groups: dict[tuple[str, ...], list[_Record]] = {}
+        for record in batch:  # requests to different versions may have different columns
+            groups.setdefault(tuple(record.inputs), []).append(record)
+        for records in groups.values():
+            table = _table(records)
+            stamp = records[0].time.strftime("%Y%m%dT%H%M%S%fZ")
+            name = f"part-{stamp}-{os.getpid()}-{next(self._sequence):06d}.parquet"
+            temporary = self.directory / f".{name}.tmp"
+            pq.write_table(table, temporary)
+            temporary.replace(self.directory / name)
+            self.written += table.num_rows
         self._bound()
 
     def _bound(self) -> None:
@@ -180,31 +192,32 @@ class PredictionLog:
             total -= size
 
 
-def _table(batch: list[_Record]) -> pd.DataFrame:
-    """One table for a batch of requests, built column-wise (one concat, no per-request frames)."""
-    counts = [len(r.inputs) for r in batch]
-    meta = pd.DataFrame(
-        {
-            META_COLUMNS[0]: pd.to_datetime(
-                np.repeat([r.time.replace(tzinfo=None) for r in batch], counts)
-            ).tz_localize("UTC"),
-            META_COLUMNS[1]: np.repeat([r.model_name for r in batch], counts),
-            META_COLUMNS[2]: np.repeat([r.model_version for r in batch], counts),
-            META_COLUMNS[3]: np.repeat([r.request_id for r in batch], counts),
-        }
-    )
-    inputs = pd.concat([r.inputs for r in batch], ignore_index=True)
-    outputs = {PREDICTION_COLUMN: np.concatenate([r.predictions for r in batch])}
+def _table(batch: list[_Record]) -> pa.Table:
+    """One Arrow table for requests with the same input columns, built column-wise."""
+    counts = [len(r.predictions) for r in batch]
+    times = np.array([np.datetime64(r.time.replace(tzinfo=None), "us") for r in batch])
+    columns: dict[str, pa.Array] = {
+        META_COLUMNS[0]: pa.array(np.repeat(times, counts), type=pa.timestamp("us", tz="UTC")),
+        META_COLUMNS[1]: pa.array(np.repeat([r.model_name for r in batch], counts)),
+        META_COLUMNS[2]: pa.array(np.repeat([r.model_version for r in batch], counts)),
+        META_COLUMNS[3]: pa.array(np.repeat([r.request_id for r in batch], counts)),
+    }
+    for name in batch[0].inputs:
+        values = np.concatenate([np.asarray(r.inputs[name]) for r in batch])
+        columns[name] = pa.array(values, from_pandas=True)
+    predictions = np.concatenate([r.predictions for r in batch])
+    columns[PREDICTION_COLUMN] = pa.array(predictions, from_pandas=True)
     labels = next((r.classes for r in batch if r.probabilities is not None), None)
     if labels is not None:
         width = len(labels)
-        blocks = [
-            r.probabilities
-            if r.probabilities is not None and r.probabilities.shape[1] == width
-            else np.full((len(r.inputs), width), np.nan)
-            for r in batch
-        ]
-        stacked = np.concatenate(blocks)
+        stacked = np.concatenate(
+            [
+                r.probabilities
+                if r.probabilities is not None and r.probabilities.shape[1] == width
+                else np.full((len(r.predictions), width), np.nan)
+                for r in batch
+            ]
+        )
         for i, label in enumerate(labels):
-            outputs[f"{PROBA_PREFIX}{label}"] = stacked[:, i]
-    return pd.concat([meta, inputs, pd.DataFrame(outputs)], axis=1)
+            columns[f"{PROBA_PREFIX}{label}"] = pa.array(stacked[:, i], from_pandas=True)
+    return pa.table(columns)

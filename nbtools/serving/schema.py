@@ -96,6 +96,8 @@ class InputSchema:
     def frame(self, columns: Mapping[str, Values], n_rows: int) -> pd.DataFrame:
         """Check the request's columns and return them as the model's input DataFrame.
 
+        The DataFrame is built from :meth:`convert`'s arrays without copying them.
+
         Parameters
         ----------
         columns : mapping of str to values
@@ -113,6 +115,14 @@ class InputSchema:
         InvalidInputError
             For no rows, an unexpected column, a missing required column, or a value that
             cannot be converted to its column's type.
+        """
+        return pd.DataFrame(self.convert(columns, n_rows), copy=False)
+
+    def convert(self, columns: Mapping[str, Values], n_rows: int) -> dict[str, Any]:
+        """Check the request's columns and convert them: one array per signature column.
+
+        Takes and raises as :meth:`frame`; returns the arrays (NumPy, or pandas for booleans and
+        dates), in the signature's order.
         """
         if n_rows == 0:
             raise InvalidInputError("The request holds no rows; send at least one row to predict.")
@@ -134,7 +144,7 @@ class InputSchema:
             data[column.name] = (
                 _all_missing(column, n_rows) if values is None else _convert(column, values)
             )
-        return pd.DataFrame(data, copy=False)
+        return data
 
 
 def _quoted(names: Sequence[str]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from nbtools.core.predictions import input_columns, part_files, read_predictions
 from nbtools.serving.predlog import PredictionLog
@@ -16,7 +15,7 @@ def append(log: PredictionLog, request_id: str, n: int, version: str = "1") -> b
         model_name="m",
         model_version=version,
         request_id=request_id,
-        inputs=pd.DataFrame({"x": np.arange(n, dtype=float), "c": ["a"] * n}),
+        inputs={"x": np.arange(n, dtype=float), "c": np.array(["a"] * n, dtype=object)},
         predictions=np.array(["yes"] * n, dtype=object),
         probabilities=np.tile([0.25, 0.75], (n, 1)),
         classes=["no", "yes"],
