@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 from mlflow.tracking import MlflowClient
 from servicekit import MODEL, Registry, Service
+
+pytestmark = pytest.mark.serving
 
 
 def body(registry: Registry) -> dict:

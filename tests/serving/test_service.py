@@ -14,6 +14,8 @@ from servicekit import MODEL, Registry, Service
 
 from nbtools.core.predictions import input_columns, read_predictions
 
+pytestmark = pytest.mark.serving
+
 
 @pytest.fixture(scope="module")
 def expected(registry: Registry) -> np.ndarray:
