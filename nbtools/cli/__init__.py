@@ -7,9 +7,11 @@ import sys
 import click
 
 from nbtools.cli.check import check
+from nbtools.cli.deploy import deploy
 from nbtools.cli.project import new
 from nbtools.cli.run import run
 from nbtools.cli.runs import runs
+from nbtools.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,9 +21,11 @@ def cli() -> None:
 
 
 cli.add_command(check)
+cli.add_command(deploy)
 cli.add_command(new)
 cli.add_command(run)
 cli.add_command(runs)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -64,3 +64,20 @@ class StageFailedError(NbtoolsError, RuntimeError):
 
 class SearchCancelledError(NbtoolsError, RuntimeError):
     """A hyperparameter search was stopped on request before it tried every candidate."""
+
+
+class InvalidInputError(NbtoolsError, ValueError):
+    """Model input does not fit the model: a missing, extra or unconvertible column, no rows.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the column or field, the expectation and what was found.
+    status : int, default=400
+        The HTTP status a service answers with (400 bad input, 413 too large, 415 unsupported
+        content type).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -122,6 +122,8 @@ def test_the_champion_loads_by_alias_and_predicts_raw_rows(demo) -> None:
     deployment = json.loads((second.run_dir / "07_deploy" / "deployment.json").read_text())
     assert deployment["version"] == "2"
     assert deployment["champion_score"] is not None  # gated against version 1
+    shipped = second.run_dir / "07_deploy" / "k8s" / "deployment.yaml"
+    assert f"models:/{pipeline.model_name}@champion" in shipped.read_text()
     champion = client.get_model_version_by_alias(pipeline.model_name, "champion")
     challenger = client.get_model_version_by_alias(pipeline.model_name, "challenger")
     assert str(challenger.version) == "2"

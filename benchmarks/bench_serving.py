@@ -1,0 +1,343 @@
+"""Benchmark: `nbtools serve` against `mlflow models serve` on the same registered models.
+
+Run from the repository root with the venv active (the venv's bin must be on PATH, since
+`mlflow models serve` execs `uvicorn` by name)::
+
+    python benchmarks/bench_serving.py [--seconds 5] [--soak-seconds 30]
+
+What it does, in one run on 127.0.0.1:
+
+1. creates a project-like MLflow SQLite registry in a temporary folder and registers two models
+   built exactly as the pipeline builds them (nbtools' cleaning + selection + estimator in one
+   scikit-learn Pipeline, logged by nbtools.core.modeling.log_model): a logistic regression and
+   a random forest, both with the ``champion`` alias;
+2. for each model starts `mlflow models serve -m models:/NAME@champion --env-manager local` and
+   `nbtools serve --model models:/NAME@champion` (one worker each, nbtools with its prediction
+   log on), and hits both with the same keep-alive HTTP client: 1-row and 100-row
+   ``dataframe_split`` requests, 1 and 16 concurrent clients, alternating the servers;
+3. soaks `nbtools serve` with 16 clients for ``--soak-seconds`` and counts errors;
+4. measures keep-alive requests per second with ``--workers 2``, with and without nbtools'
+   TCP_NODELAY fix (uvicorn's multi-worker mode leaves Nagle's algorithm on).
+
+It prints one table (req/s, p50 and p99 latency in ms for both servers, and the ratios).
+Timings on a shared machine are noisy: compare the ratios, measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def build_models(folder: Path) -> tuple[str, Any]:
+    """Register the two benchmark models; return the tracking URI and sample rows."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from nbtools.core import cleaning, features, modeling, registry
+    from nbtools.core.data import make_churn
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("bench", artifact_location=(folder / "art").as_uri())
+    data = make_churn(2000, seed=0).drop(columns=["signup_date"])
+    X, y = data.drop(columns=["churned"]), data["churned"]
+    numeric = [c for c in X.columns if X[c].dtype.kind in "if"]
+    categorical = [c for c in X.columns if c not in numeric]
+    estimators = {
+        "bench-logreg": LogisticRegression(max_iter=1000),
+        "bench-forest": RandomForestClassifier(n_estimators=100, random_state=0),
+    }
+    for name, estimator in estimators.items():
+        pipeline = modeling.build_pipeline(
+            cleaning.build_preprocessor(cleaning.CleaningParams(), numeric, categorical),
+            features.build_selector(features.FeatureParams(), "classification"),
+            estimator,
+        ).fit(X, y)
+        with mlflow.start_run(experiment_id=experiment):
+            model_uri = modeling.log_model(pipeline, X, task="classification")
+        version = registry.register(model_uri, name)
+        MlflowClient().set_registered_model_alias(name, "champion", version)
+    return uri, X
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(command: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a server in its own process group and wait until /ping answers."""
+    process = subprocess.Popen(
+        command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited early; see {log}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{command[0]} did not answer /ping within 120 s; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server's process group."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[str, float]:
+    """Hit /invocations with keep-alive connections; return req/s, p50, p99 (ms), errors."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop_at = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        i = index
+        while time.perf_counter() < stop_at:
+            body = bodies[i % len(bodies)]
+            i += 1
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/invocations", body, headers)
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except OSError:
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            latencies[index].append(time.perf_counter() - started)
+            errors[index] += not ok
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    return summary([np.concatenate([np.asarray(x) for x in latencies])], elapsed, sum(errors))
+
+
+def summary(latencies: list[np.ndarray], elapsed: float, errors: int) -> dict[str, float]:
+    """req/s, p50 and p99 latency (ms), errors and request count of one or more load slices."""
+    merged = np.concatenate(latencies) * 1000
+    return {
+        "rps": len(merged) / elapsed,
+        "p50": float(np.percentile(merged, 50)),
+        "p99": float(np.percentile(merged, 99)),
+        "errors": float(errors),
+        "requests": float(len(merged)),
+        "latencies": merged / 1000,  # type: ignore[dict-item]
+        "elapsed": elapsed,
+    }
+
+
+def compare(
+    ports: list[int], bodies: list[bytes], clients: int, seconds: float, slices: int
+) -> list[dict[str, float]]:
+    """Load each server in turn, in ``slices`` short alternating slices, and merge each one's.
+
+    Other processes on a shared machine come and go; interleaving spreads their effect evenly
+    over the servers compared.
+    """
+    parts: list[list[dict[str, float]]] = [[] for _ in ports]
+    for i in range(slices):
+        order = list(range(len(ports)))
+        if i % 2:
+            order.reverse()
+        for j in order:
+            parts[j].append(load(ports[j], bodies, clients, seconds / slices))
+    return [
+        summary(
+            [p["latencies"] for p in runs],  # type: ignore[misc]
+            sum(p["elapsed"] for p in runs),
+            int(sum(p["errors"] for p in runs)),
+        )
+        for runs in parts
+    ]
+
+
+def payloads(X: Any, rows: int) -> list[bytes]:
+    """Distinct dataframe_split bodies of ``rows`` rows each."""
+    bodies = []
+    for start in range(0, min(len(X), 50 * rows), rows):
+        chunk = X.iloc[start : start + rows]
+        data = json.loads(chunk.to_json(orient="split", index=False))
+        bodies.append(json.dumps({"dataframe_split": data}).encode())
+    return bodies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per cell and server")
+    parser.add_argument("--slices", type=int, default=4, help="alternations per cell")
+    parser.add_argument("--soak-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    bin_dir = str(Path(sys.executable).parent)
+    folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    processes: list[subprocess.Popen] = []
+    try:
+        uri, X = build_models(folder)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": uri}
+        env.pop("NBTOOLS_SERVE_TOKEN", None)
+        rows: list[tuple[str, int, int, dict[str, float], dict[str, float]]] = []
+        soak: dict[str, float] = {}
+        for model in ("bench-logreg", "bench-forest"):
+            model_uri = f"models:/{model}@champion"
+            p_mlflow, p_ours = free_port(), free_port()
+            mlflow_cmd = [
+                f"{bin_dir}/mlflow",
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p_mlflow),
+            ]
+            ours_cmd = [
+                f"{bin_dir}/nbtools",
+                "serve",
+                "--model",
+                model_uri,
+                "--tracking-uri",
+                uri,
+                "--port",
+                str(p_ours),
+                "--predictions",
+                str(folder / f"predictions-{model}"),
+            ]
+            processes = [
+                start(mlflow_cmd, p_mlflow, env, folder / f"mlflow-{model}.log"),
+                start(ours_cmd, p_ours, env, folder / f"nbtools-{model}.log"),
+            ]
+            for n_rows in (1, 100):
+                bodies = payloads(X, n_rows)
+                for clients in (1, 16):
+                    compare([p_mlflow, p_ours], bodies, clients, 1.0, 1)  # warm up both
+                    theirs, ours = compare(
+                        [p_mlflow, p_ours], bodies, clients, args.seconds, args.slices
+                    )
+                    rows.append((model, n_rows, clients, theirs, ours))
+                    print(
+                        f"  {model} rows={n_rows} clients={clients}: mlflow "
+                        f"{theirs['rps']:.0f} req/s, nbtools {ours['rps']:.0f} req/s",
+                        flush=True,
+                    )
+            if model == "bench-logreg":
+                soak = load(p_ours, payloads(X, 1), 16, args.soak_seconds)
+            for process in processes:
+                stop(process)
+            processes = []
+
+        ports: list[int] = []
+        for label, extra in (("without fix", ["--no-tcp-nodelay"]), ("with fix", [])):
+            port = free_port()
+            ports.append(port)
+            command = [
+                f"{bin_dir}/nbtools",
+                "serve",
+                "--model",
+                "models:/bench-logreg@champion",
+                "--tracking-uri",
+                uri,
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--no-prediction-log",
+                *extra,
+            ]
+            processes.append(start(command, port, env, folder / f"workers-{label}.log"))
+        compare(ports, payloads(X, 1), 1, 1.0, 1)
+        results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
+        nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
+        for process in processes:
+            stop(process)
+        processes = []
+        report(rows, soak, nodelay, args)
+    finally:
+        for process in processes:
+            stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(rows: list, soak: dict[str, float], nodelay: dict, args: argparse.Namespace) -> None:
+    """Print the comparison table."""
+    print()
+    print(
+        f"nbtools serve vs mlflow models serve, {args.seconds:g} s per cell, 1 worker each, "
+        f"{os.cpu_count()} CPUs"
+    )
+    header = (
+        f"{'model':<13}{'rows':>5}{'clients':>8} | {'mlflow req/s':>12}{'p50':>8}{'p99':>8}"
+        f" | {'nbtools req/s':>13}{'p50':>8}{'p99':>8} | {'x req/s':>8}{'p99 lower':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for model, n_rows, clients, theirs, ours in rows:
+        ratio = ours["rps"] / theirs["rps"]
+        lower = "yes" if ours["p99"] < theirs["p99"] else "NO"
+        print(
+            f"{model:<13}{n_rows:>5}{clients:>8} | {theirs['rps']:>12.0f}{theirs['p50']:>8.1f}"
+            f"{theirs['p99']:>8.1f} | {ours['rps']:>13.0f}{ours['p50']:>8.1f}{ours['p99']:>8.1f}"
+            f" | {ratio:>7.2f}x{lower:>10}"
+        )
+        if theirs["errors"] or ours["errors"]:
+            print(f"   errors: mlflow {theirs['errors']:.0f}, nbtools {ours['errors']:.0f}")
+    print("(latencies in ms)")
+    print()
+    print(
+        f"Soak, nbtools serve, bench-logreg, 16 clients, 1-row, {args.soak_seconds:g} s: "
+        f"{soak['requests']:.0f} requests, {soak['errors']:.0f} errors, "
+        f"{soak['rps']:.0f} req/s, p99 {soak['p99']:.1f} ms"
+    )
+    print()
+    print("Keep-alive, --workers 2, 1 client, 1-row (bench-logreg):")
+    for label, result in nodelay.items():
+        print(
+            f"  {label:<12} {result['rps']:>7.0f} req/s   p50 {result['p50']:6.1f} ms"
+            f"   p99 {result['p99']:6.1f} ms"
+        )
+    print(f"  ratio        {nodelay['with fix']['rps'] / nodelay['without fix']['rps']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

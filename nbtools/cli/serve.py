@@ -1,0 +1,115 @@
+"""``nbtools serve``: serve the project's champion model as a REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nbtools.cli._errors import reports_errors
+from nbtools.core.errors import ProjectNotFoundError
+from nbtools.core.spec import load_pipeline
+from nbtools.serving.config import TOKEN_ENV, ServeConfig
+from nbtools.serving.launcher import serve as run_service
+from nbtools.serving.model import ModelHolder, ModelRef
+
+
+@click.command()
+@click.option(
+    "--model",
+    default=None,
+    help="models:/NAME@ALIAS or models:/NAME/VERSION "
+    "[default: models:/<project's model_name>@champion].",
+)
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project folder: gives the registry, the model name and the prediction log folder.",
+)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking/registry URI [default: the project's; env MLFLOW_TRACKING_URI].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"Bearer token required on /invocations and /metadata [env {TOKEN_ENV}].",
+)
+@click.option(
+    "--max-body-bytes", default=10_000_000, show_default=True, type=int, help="Largest request."
+)
+@click.option(
+    "--poll-seconds",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="How often the alias is looked up in the registry.",
+)
+@click.option(
+    "--predictions",
+    "predictions_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Prediction log folder [default: <project>/predictions, or ./predictions].",
+)
+@click.option("--no-prediction-log", is_flag=True, help="Do not log predictions.")
+@click.option("--access-log", is_flag=True, help="Log every request (slower).")
+@click.option("--no-tcp-nodelay", is_flag=True, hidden=True, help="Benchmarks only.")
+@reports_errors
+def serve(
+    model: str | None,
+    project_dir: Path,
+    tracking_uri: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    token: str | None,
+    max_body_bytes: int,
+    poll_seconds: float,
+    predictions_dir: Path | None,
+    no_prediction_log: bool,
+    access_log: bool,
+    no_tcp_nodelay: bool,
+) -> None:
+    """Serve a registered model over HTTP with MLflow's scoring protocol, following its alias."""
+    try:
+        pipeline = load_pipeline(project_dir)
+    except ProjectNotFoundError:
+        if model is None or tracking_uri is None:
+            raise
+        pipeline = None
+    if pipeline is not None:
+        model = model or f"models:/{pipeline.model_name}@champion"
+        tracking_uri = tracking_uri or pipeline.tracking_uri
+        predictions_dir = predictions_dir or pipeline.project_dir / "predictions"
+    assert model is not None and tracking_uri is not None
+    config = ServeConfig(
+        model=model,
+        tracking_uri=tracking_uri,
+        host=host,
+        port=port,
+        workers=workers,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        poll_seconds=poll_seconds,
+        predictions_dir=None
+        if no_prediction_log
+        else str((predictions_dir or Path("predictions")).resolve()),
+        access_log=access_log,
+    ).validate()
+    # Find the version before starting workers, so a wrong name or alias is one clear error.
+    holder = ModelHolder(ModelRef.parse(model), tracking_uri)
+    version = holder.resolve()
+    click.echo(
+        f"Serving {model} (version {version}) on http://{host}:{port} with {workers} worker(s)."
+    )
+    run_service(config, nodelay=not no_tcp_nodelay)

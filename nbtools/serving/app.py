@@ -1,0 +1,232 @@
+"""The FastAPI app: MLflow's scoring protocol, health and metadata endpoints.
+
+==================  ======  =====  ========================================================
+path                method  token  answer
+==================  ======  =====  ========================================================
+``/invocations``    POST    yes    ``{"predictions": [...]}`` (MLflow's scoring protocol)
+``/metadata``       GET     yes    model name, version, run id, signature, when loaded
+``/ping``           GET     no     200 when a model is loaded (MLflow's liveness check)
+``/health``         GET     no     200 and the version in service, when a model is loaded
+``/version``        GET     no     the MLflow version, as ``mlflow models serve`` answers
+==================  ======  =====  ========================================================
+
+Probabilities: a classifier adds ``"probabilities"`` (one ``{class: probability}`` object per
+row) when the request has ``"params": {"predict_proba": true}`` or the query
+``?predict_proba=true``.
+
+The request path is kept short on purpose: no pydantic body model and no middleware; the body is
+parsed with orjson and checked by :class:`~nbtools.serving.schema.InputSchema`, and the model's
+scikit-learn pipeline predicts directly, with concurrent requests batched into one call
+(:mod:`nbtools.serving.batching`). Every bad request gets a 4xx whose message names the
+column or field; nothing a client sends makes the service answer 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mlflow
+import orjson
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from nbtools.core.errors import InvalidInputError
+from nbtools.serving import payload
+from nbtools.serving.batching import Batcher
+from nbtools.serving.config import ServeConfig
+from nbtools.serving.model import ModelHolder, ModelRef
+from nbtools.serving.predlog import PredictionLog
+
+logger = logging.getLogger("nbtools.serving")
+
+_JSON = "application/json"
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """Build the service for ``config``: load the model, then wire the endpoints.
+
+    Parameters
+    ----------
+    config : ServeConfig
+        The service settings.
+
+    Returns
+    -------
+    FastAPI
+        The app; following the alias and the prediction log start with its lifespan.
+
+    Raises
+    ------
+    ModelRegistryError
+        If the model cannot be found or loaded.
+    """
+    holder = ModelHolder(
+        ModelRef.parse(config.model), config.tracking_uri, poll_seconds=config.poll_seconds
+    )
+    holder.load()
+    folder = config.predictions_path()
+    log = None if folder is None else PredictionLog(folder)
+    batcher = Batcher()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder.start()
+        if log is not None:
+            log.start()
+        try:
+            yield
+        finally:
+            holder.stop()
+            if log is not None:
+                log.close()
+
+    app = FastAPI(
+        title="nbtools model service",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.holder = holder
+    app.state.prediction_log = log
+    expected = None if config.token is None else f"Bearer {config.token}".encode()
+
+    def denied(request: Request) -> Response | None:
+        if expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        return _error(401, "A valid bearer token is required: 'Authorization: Bearer <token>'.")
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        refusal = denied(request)
+        if refusal is not None:
+            return refusal
+        model = holder.current  # this request keeps this version, even if the alias moves
+        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        try:
+            body = await _body(request, config.max_body_bytes)
+            parsed = payload.parse(body, request.headers.get("content-type"), model.schema.names)
+            columns = model.schema.convert(parsed.columns, parsed.n_rows)
+            X = pd.DataFrame(columns, copy=False)
+            proba = parsed.params.get("predict_proba", False) or _flag(request)
+            predictions, probabilities = await batcher.predict(model, X, proba)
+        except InvalidInputError as exc:
+            return _error(exc.status, str(exc))
+        if log is not None:
+            log.append(
+                model_name=model.name,
+                model_version=model.version,
+                request_id=request_id,
+                inputs=columns,
+                predictions=predictions,
+                probabilities=probabilities,
+                classes=model.classes,
+            )
+        result: dict[str, Any] = {"predictions": predictions.tolist()}
+        if probabilities is not None:
+            labels = [str(c) for c in model.classes or []]
+            result["probabilities"] = [
+                dict(zip(labels, row, strict=True)) for row in probabilities.tolist()
+            ]
+        return Response(
+            orjson.dumps(result),
+            media_type=_JSON,
+            headers={"X-Request-ID": request_id, "X-Model-Version": model.version},
+        )
+
+    @app.get("/metadata")
+    async def metadata(request: Request) -> Response:
+        refusal = denied(request)
+        if refusal is not None:
+            return refusal
+        model = holder.current
+        body = model.metadata()
+        body["model_uri"] = holder.ref.uri
+        body["input_columns"] = model.schema.to_dict()
+        body["prediction_log"] = None if log is None else log.stats()
+        return Response(orjson.dumps(body), media_type=_JSON)
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        return Response("\n", status_code=200 if holder.ready else 503, media_type=_JSON)
+
+    @app.get("/health")
+    async def health() -> Response:
+        if not holder.ready:
+            return _error(503, "No model is loaded.")
+        body = {"status": "ok", "model_version": holder.current.version}
+        return Response(orjson.dumps(body), media_type=_JSON)
+
+    @app.get("/version")
+    async def version() -> Response:
+        return Response(mlflow.__version__, media_type=_JSON)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app from the settings the launcher left in the environment (one per worker)."""
+    return create_app(ServeConfig.from_environment())
+
+
+def _flag(request: Request) -> bool:
+    value = request.query_params.get("predict_proba")
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidInputError(f"The query 'predict_proba' must be true or false. Got '{value}'.")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInputError(f"Content-Length must be a number. Got '{declared}'.")
+        if int(declared) > limit:
+            raise InvalidInputError(_too_large(int(declared), limit), status=413)
+        return await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInputError(_too_large(size, limit), status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"The request body must be at most {limit:,} bytes (the service's --max-body-bytes). "
+        f"Got {size:,} bytes or more; split the batch into smaller requests."
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        orjson.dumps({"error_code": _code(status), "message": message}),
+        status_code=status,
+        media_type=_JSON,
+        headers=headers,
+    )
+
+
+def _code(status: int) -> str:
+    return {
+        401: "UNAUTHENTICATED",
+        413: "REQUEST_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+        503: "NOT_READY",
+    }.get(status, "BAD_REQUEST")
