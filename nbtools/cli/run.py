@@ -12,6 +12,7 @@ from nbtools.core.runner import run_pipeline
 
 #: Exit status when a stage failed.
 EXIT_STAGE_FAILED = 1
+_ALL = "*"
 
 
 @click.command()
@@ -33,15 +34,62 @@ EXIT_STAGE_FAILED = 1
     "STAGE.NAME for one stage. Repeatable.",
 )
 @click.option("--profile", default=None, help="A named parameter set from pipeline.yaml.")
+@click.option("--only", multiple=True, metavar="STAGE", help="Run only this stage. Repeatable.")
+@click.option("--from", "start", metavar="STAGE", help="Run this stage and everything after it.")
+@click.option("--to", "stop", metavar="STAGE", help="Run this stage and everything it needs.")
+@click.option(
+    "--force",
+    multiple=True,
+    is_flag=False,
+    flag_value=_ALL,
+    metavar="[STAGE]",
+    help="Execute even when the cache has the result: every stage, or the named one. Repeatable.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stages run at once, one process each  [default: the number of cores].",
+)
+@click.option("--resume", metavar="RUN_ID", help="Continue a failed or killed run.")
 @reports_errors
-def run(project_dir: Path, params: tuple[str, ...], profile: str | None) -> None:
-    """Run every stage of the pipeline, one kernel per stage, and record the run."""
+def run(
+    project_dir: Path,
+    params: tuple[str, ...],
+    profile: str | None,
+    only: tuple[str, ...],
+    start: str | None,
+    stop: str | None,
+    force: tuple[str, ...],
+    jobs: int | None,
+    resume: str | None,
+) -> None:
+    """Run the pipeline, one kernel per stage, reusing every stage whose inputs are unchanged."""
+    if resume is not None and (params or profile or only or start or stop or force):
+        raise click.UsageError(
+            "--resume continues a run with its own parameters and stages; "
+            "drop -p, --profile, --only, --from, --to and --force."
+        )
     overrides = dict(parse_assignment(p) for p in params)
-    result = run_pipeline(project_dir, profile=profile, overrides=overrides, echo=click.echo)
+    result = run_pipeline(
+        project_dir,
+        profile=profile,
+        overrides=overrides,
+        only=only or None,
+        start=start,
+        stop=stop,
+        force=True if _ALL in force else force,
+        jobs=jobs,
+        resume=resume,
+        echo=click.echo,
+    )
     click.echo(f"Run id:        {result.run_id}")
     click.echo(f"Run record:    {result.run_dir}")
-    click.echo(f"MLflow run id: {result.mlflow_run_id}")
+    click.echo(f"MLflow run id: {result.mlflow_run_id or '- (nothing executed)'}")
     if result.error is not None:
         click.echo(f"Error: {result.error}", err=True)
         raise SystemExit(EXIT_STAGE_FAILED)
-    click.echo("All stages succeeded.")
+    click.echo(
+        f"All stages succeeded: {len(result.executed)} executed, {len(result.reused)} reused."
+    )

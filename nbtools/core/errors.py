@@ -60,3 +60,7 @@ class StageFailedError(NbtoolsError, RuntimeError):
             f"Stage '{stage}' failed in {where}: {reason.rstrip('.')}. "
             f"The executed notebook is saved at {notebook}."
         )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None, str]]:
+        # Rebuilt from its four fields when it crosses from a stage process to the runner.
+        return (type(self), (self.stage, self.reason, self.cell_index, self.notebook))
