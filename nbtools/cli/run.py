@@ -9,6 +9,7 @@ import click
 from nbtools.cli._errors import reports_errors
 from nbtools.core.params import parse_assignment
 from nbtools.core.runner import run_pipeline
+from nbtools.core.scheduler import EXECUTORS
 
 #: Exit status when a stage failed.
 EXIT_STAGE_FAILED = 1
@@ -52,6 +53,19 @@ _ALL = "*"
     default=None,
     help="Stages run at once, one process each  [default: the number of cores].",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="local",
+    show_default=True,
+    help="Run stages as processes here, or as tasks on a Dask cluster.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler address (tcp://host:port); without it, --executor dask starts a "
+    "local cluster.",
+)
 @click.option("--resume", metavar="RUN_ID", help="Continue a failed or killed run.")
 @reports_errors
 def run(
@@ -63,6 +77,8 @@ def run(
     stop: str | None,
     force: tuple[str, ...],
     jobs: int | None,
+    executor: str,
+    scheduler: str | None,
     resume: str | None,
 ) -> None:
     """Run the pipeline, one kernel per stage, reusing every stage whose inputs are unchanged."""
@@ -81,6 +97,8 @@ def run(
         stop=stop,
         force=True if _ALL in force else force,
         jobs=jobs,
+        executor=executor,
+        scheduler=scheduler,
         resume=resume,
         echo=click.echo,
     )

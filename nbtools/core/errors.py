@@ -35,6 +35,10 @@ class ModelRegistryError(NbtoolsError, RuntimeError):
     """The model registry cannot do what was asked: a champion that cannot be loaded or scored."""
 
 
+class ClusterError(NbtoolsError, ConnectionError):
+    """The Dask cluster a run should execute on cannot be reached or started."""
+
+
 class StageFailedError(NbtoolsError, RuntimeError):
     """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbtools.core import environment
 from nbtools.core.cache import CacheIndex, CacheKey, code_hash, environment_fingerprint, stage_key
+from nbtools.core.dask_executor import SCHEDULER_VARIABLE, DaskStagePool
 from nbtools.core.errors import PipelineSpecError, RunNotFoundError, StageFailedError
 from nbtools.core.records import (
     EXECUTED_NOTEBOOK,
@@ -105,6 +106,8 @@ def run_pipeline(
     stop: str | None = None,
     force: bool | Iterable[str] = False,
     jobs: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
     resume: str | None = None,
     echo: Echo | None = None,
 ) -> RunResult:
@@ -130,6 +133,12 @@ def run_pipeline(
         Execute every stage (``True``) or the named stages even when their cache key matches.
     jobs : int, optional
         How many stages may run at once, each in its own process; the core count by default.
+    executor : {"local", "dask"}
+        Run stages as processes on this machine, or as tasks on a Dask cluster.
+    scheduler : str, optional
+        Address of the Dask scheduler (``tcp://host:port``); without it, the dask executor
+        starts a local cluster of ``jobs`` workers. Stage kernels then use joblib's Dask
+        backend on the same cluster.
     resume : str, optional
         Id (or unique prefix) of a failed or killed run to continue: its profile, overrides and
         stage selection are used again and the stages it finished are reused.
@@ -148,6 +157,8 @@ def run_pipeline(
         Before anything runs, when the pipeline, a stage name or a parameter is invalid.
     RunNotFoundError
         When ``resume`` names no run, or a run that is still running.
+    ClusterError
+        When the Dask scheduler cannot be reached.
     """
     pipeline = load_pipeline(project_dir)
     resumed: dict[str, Any] | None = None
@@ -163,6 +174,8 @@ def run_pipeline(
         selected=selected,
         forced=_forced(pipeline, force),
         jobs=jobs or default_jobs(),
+        executor=executor,
+        scheduler=scheduler,
         say=echo or (lambda _line: None),
         resumed=resumed,
     )
@@ -227,6 +240,8 @@ class _Run:
     selected: list[str]
     forced: set[str]
     jobs: int
+    executor: str
+    scheduler: str | None
     say: Echo
     resumed: dict[str, Any] | None
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -241,6 +256,7 @@ class _Run:
     started: float = 0.0
     environment: str = ""
     clocks: dict[str, float] = field(default_factory=dict)
+    pool: Executor | None = None
 
     def prepare(self, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
         """Settle the stages outside the selection and write the first manifest."""
@@ -255,6 +271,8 @@ class _Run:
         self.manifest.update(
             selected=list(self.selected),
             jobs=self.jobs,
+            executor=self.executor,
+            scheduler=self.scheduler,
             forced=sorted(self.forced),
             resumed_from=self.resumed["run_id"] if self.resumed else None,
         )
@@ -267,23 +285,24 @@ class _Run:
 
     def execute(self) -> RunResult:
         """Run the selected stages as a graph and close the record."""
-        pool = stage_pool(self.jobs)
         running: dict[Future[None], str] = {}
         waiting = [s for s in self.pipeline.stages if s.name in self.selected]
         try:
             while waiting or running:
-                waiting = self._dispatch(waiting, running, pool)
+                waiting = self._dispatch(waiting, running)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     self._finish(running.pop(future), future)
         except BaseException as exc:  # an interrupt or a crash of the runner itself
-            pool.shutdown(wait=False, cancel_futures=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
             self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
             self._close(succeeded=False)
             raise
-        pool.shutdown()
+        if self.pool is not None:
+            self.pool.shutdown()
         if self.error is not None:
             self.manifest["error"] = str(self.error)
         self._close(succeeded=self.error is None)
@@ -291,9 +310,7 @@ class _Run:
             self.manifest["run_id"], self.run_dir, self.parent, self.manifest, self.error
         )
 
-    def _dispatch(
-        self, waiting: list[Stage], running: dict[Future[None], str], pool: Executor
-    ) -> list[Stage]:
+    def _dispatch(self, waiting: list[Stage], running: dict[Future[None], str]) -> list[Stage]:
         """Settle or start every waiting stage whose inputs are done; return those still waiting."""
         progressed = True
         while progressed:
@@ -308,7 +325,7 @@ class _Run:
                     if hit is not None:
                         self._reuse(stage, hit, "unchanged")
                     elif len(running) < self.jobs:
-                        running[self._submit(stage, key, pool)] = stage.name
+                        running[self._submit(stage, key)] = stage.name
                     else:
                         continue
                 else:
@@ -399,8 +416,13 @@ class _Run:
         changed = key.changed_since(earlier)
         return f"{', '.join(changed)} changed" if changed else "its cached outputs are gone"
 
-    def _submit(self, stage: Stage, key: CacheKey, pool: Executor) -> Future[None]:
+    def _submit(self, stage: Stage, key: CacheKey) -> Future[None]:
+        if self.pool is None:  # started on first need: a run that reuses everything starts none
+            self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
         tracker, parent = self._tracking()
+        environ: dict[str, str] = {}
+        if isinstance(self.pool, DaskStagePool):
+            environ[SCHEDULER_VARIABLE] = self.pool.address
         record = self.manifest["stages"][stage.name]
         stage_dir = self.run_dir / record["dir"]
         stage_dir.mkdir(parents=True)
@@ -427,7 +449,7 @@ class _Run:
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
-        return pool.submit(
+        return self.pool.submit(
             run_stage_notebook,
             stage.name,
             stage.notebook,
@@ -435,6 +457,7 @@ class _Run:
             injected,
             self.pipeline.project_dir,
             stage.timeout,
+            environ,
         )
 
     def _finish(self, name: str, future: Future[None]) -> None:

@@ -16,9 +16,11 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from nbtools.core.errors import StageFailedError
+from nbtools.core.errors import InvalidParameterError, StageFailedError
 from nbtools.core.records import HTML_RECORD
 
+#: Where stages can execute.
+EXECUTORS = ("local", "dask")
 #: Thread-count variables of the numeric libraries, set per stage process to avoid oversubscription.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -35,8 +37,11 @@ def run_stage_notebook(
     injected: dict[str, Any],
     cwd: Path,
     timeout: int,
+    environ: dict[str, str] | None = None,
 ) -> None:
     """Execute one stage notebook and render its HTML record next to the executed copy.
+
+    ``environ`` is added to the environment of the stage's kernel (and restored afterwards).
 
     Raises
     ------
@@ -45,9 +50,16 @@ def run_stage_notebook(
     """
     from nbtools.core.executor import execute_stage
 
+    saved = {name: os.environ.get(name) for name in environ or {}}
+    os.environ.update(environ or {})
     try:
         execute_stage(stage, notebook, executed, injected, cwd=cwd, timeout=timeout)
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if executed.is_file():
             _render(executed, executed.parent / HTML_RECORD)
 
@@ -77,11 +89,33 @@ class InlineExecutor(Executor):
         return future
 
 
-def stage_pool(jobs: int) -> Executor:
+def stage_pool(jobs: int, executor: str = "local", scheduler: str | None = None) -> Executor:
     """Return an executor running up to ``jobs`` stages at once, each in its own process.
 
-    With one job, stages run in the calling process, which saves starting a process.
+    Parameters
+    ----------
+    jobs : int
+        Stages run at once. Locally with one job, stages run in the calling process, which
+        saves starting a process.
+    executor : {"local", "dask"}
+        Where stages run: processes on this machine, or tasks on a Dask cluster.
+    scheduler : str, optional
+        Address of the Dask scheduler; without it the dask executor starts a local cluster
+        of ``jobs`` workers.
+
+    Raises
+    ------
+    ClusterError
+        When the Dask scheduler cannot be reached.
     """
+    if executor not in EXECUTORS:
+        raise InvalidParameterError(
+            f"The executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead."
+        )
+    if executor == "dask":
+        from nbtools.core.dask_executor import DaskStagePool
+
+        return DaskStagePool(scheduler, jobs)
     if jobs <= 1:
         return InlineExecutor()
     threads = max(1, default_jobs() // jobs)
