@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.core.params import parse_assignment
 from nbtools.core.runner import run_pipeline
 from nbtools.core.scheduler import EXECUTORS
+from nbtools.core.spec import load_pipeline
+from nbtools.core.sweep import Variant, parse_overrides, run_sweep
 
 #: Exit status when a stage failed.
 EXIT_STAGE_FAILED = 1
@@ -81,27 +83,36 @@ def run(
     scheduler: str | None,
     resume: str | None,
 ) -> None:
-    """Run the pipeline, one kernel per stage, reusing every stage whose inputs are unchanged."""
+    """Run the pipeline, one kernel per stage, reusing every stage whose inputs are unchanged.
+
+    A value list such as ``-p train.C=0.1,1,10`` (or a ``sweep`` section in pipeline.yaml)
+    runs one variant per value and prints a comparison of their held-out metrics.
+    """
     if resume is not None and (params or profile or only or start or stop or force):
         raise click.UsageError(
             "--resume continues a run with its own parameters and stages; "
             "drop -p, --profile, --only, --from, --to and --force."
         )
-    overrides = dict(parse_assignment(p) for p in params)
-    result = run_pipeline(
-        project_dir,
-        profile=profile,
-        overrides=overrides,
-        only=only or None,
-        start=start,
-        stop=stop,
-        force=True if _ALL in force else force,
-        jobs=jobs,
-        executor=executor,
-        scheduler=scheduler,
-        resume=resume,
-        echo=click.echo,
-    )
+    pipeline = load_pipeline(project_dir)
+    overrides, swept = parse_overrides(pipeline, params)
+    options: dict[str, Any] = {
+        "profile": profile,
+        "only": only or None,
+        "start": start,
+        "stop": stop,
+        "force": True if _ALL in force else force,
+        "jobs": jobs,
+        "executor": executor,
+        "scheduler": scheduler,
+        "echo": click.echo,
+    }
+    if resume is None and (swept or pipeline.sweep):
+        sweep = run_sweep(project_dir, swept or None, overrides=overrides, **options)
+        _comparison(sweep)
+        if any(not v.result.succeeded for v in sweep):
+            raise SystemExit(EXIT_STAGE_FAILED)
+        return
+    result = run_pipeline(project_dir, overrides=overrides, resume=resume, **options)
     click.echo(f"Run id:        {result.run_id}")
     click.echo(f"Run record:    {result.run_dir}")
     click.echo(f"MLflow run id: {result.mlflow_run_id or '- (nothing executed)'}")
@@ -111,3 +122,28 @@ def run(
     click.echo(
         f"All stages succeeded: {len(result.executed)} executed, {len(result.reused)} reused."
     )
+
+
+def _comparison(sweep: list[Variant]) -> None:
+    """Print one line per variant: its swept values, status, run id and held-out metrics."""
+    keys = list(sweep[0].values)
+    metrics = sorted({name for variant in sweep for name in variant.metrics})
+    header = [*keys, "status", "run id", *metrics]
+    rows = [
+        [
+            *(variant.values[k] for k in keys),
+            "succeeded" if variant.result.succeeded else "failed",
+            variant.result.run_id,
+            *(variant.metrics.get(m, "-") for m in metrics),
+        ]
+        for variant in sweep
+    ]
+    table = [header, *([_cell(c) for c in row] for row in rows)]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    click.echo("\nSweep comparison:")
+    for line in table:
+        click.echo("  ".join(f"{c!s:<{w}}" for c, w in zip(line, widths, strict=True)))
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -28,6 +28,7 @@ _PIPELINE_KEYS = {
     "cell_timeout",
     "stages",
     "profiles",
+    "sweep",
 }
 _STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout"}
 
@@ -82,6 +83,8 @@ class Pipeline:
         Seed handed to every stage.
     profiles : dict
         Named parameter sets.
+    sweep : dict
+        Parameter key to the list of values ``nbtools run --sweep`` runs a variant for.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Pipeline:
     tracking_uri: str
     seed: int = 42
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
@@ -187,6 +191,12 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
         raise PipelineSpecError(f"{path} must have a 'stages' mapping with at least one stage.")
     timeout = _positive_int(raw.get("cell_timeout", 600), "cell_timeout", path)
     stages = [_stage(name, body, root, timeout, path) for name, body in stages_raw.items()]
+    sweep = raw.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise PipelineSpecError(
+            f"'sweep' in {path} must map each parameter (NAME or STAGE.NAME) to a non-empty "
+            f"list of values. Got {sweep!r} instead."
+        )
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
         raise PipelineSpecError(f"'profiles' in {path} must map each profile name to a mapping.")
@@ -201,6 +211,7 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
         ),
         seed=_positive_int(raw.get("seed", 42), "seed", path, allow_zero=True),
         profiles={str(k): dict(v) for k, v in profiles.items()},
+        sweep={str(k): list(v) for k, v in sweep.items()},
     )
 
 

@@ -218,3 +218,24 @@ def test_two_runs_at_once_on_a_fresh_project_both_succeed(make_project) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     parents = [m["mlflow"]["parent_run_id"] for m in manifests if m["mlflow"]["parent_run_id"]]
     assert parents and all(client.get_run(p).info.status == "FINISHED" for p in parents)
+
+
+def test_a_sweep_shares_upstream_stages_and_compares_the_variants(make_project) -> None:
+    from click.testing import CliRunner
+
+    from nbtools.cli import cli
+
+    root = make_project(TWO_STAGES)
+    args = ["run", "--project", str(root), "-p", "consume.factor=2,3", "-j", "1"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    manifests = sorted(
+        (_manifest(p.parent) for p in (root / "runs").glob("*/manifest.json")),
+        key=lambda m: m["started_at"] + m["run_id"],
+    )
+    assert [m["stages"]["consume"]["recorded"]["total"] for m in manifests] == [90.0, 135.0]
+    assert [m["stages"]["produce"]["status"] for m in manifests] == ["succeeded", "reused"]
+    table = result.output.split("Sweep comparison:")[1].splitlines()
+    assert table[1].split()[:2] == ["consume.factor", "status"]
+    assert table[2].split()[:2] == ["2", "succeeded"] and table[3].split()[:2] == ["3", "succeeded"]
