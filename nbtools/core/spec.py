@@ -7,13 +7,13 @@ exactly one ``parameters`` cell, known inputs and no cycles.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 from nbtools.core.errors import InvalidParameterError, PipelineSpecError, ProjectNotFoundError
@@ -233,23 +233,28 @@ def parameters_cell(notebook: Path, stage: str) -> str:
     """
     if not notebook.is_file():
         raise PipelineSpecError(f"Stage '{stage}' names notebook {notebook}, which does not exist.")
+    # Plain JSON rather than nbformat: importing nbformat costs about a second (its schema
+    # validator), paid again in every stage kernel, which loads the pipeline too.
     try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for a broken file
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
+        if nb.get("nbformat") != 4:
+            raise ValueError(f"nbformat {nb.get('nbformat')!r} where 4 is expected")
+        cells = [
+            c
+            for c in nb["cells"]
+            if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PipelineSpecError(
             f"Notebook {notebook} of stage '{stage}' is unreadable: {exc}"
         ) from exc
-    cells = [
-        c
-        for c in nb.cells
-        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
-    ]
     if len(cells) != 1:
         raise PipelineSpecError(
             f"Notebook {notebook} of stage '{stage}' must have exactly one code cell tagged "
             f"'parameters'; it has {len(cells)}."
         )
-    return str(cells[0].source)
+    source = cells[0]["source"]
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:
