@@ -282,6 +282,28 @@ class _Run:
                 self._reuse_outside(stage)
         write_manifest(self.run_dir, self.manifest)
         self.say(f"Run {run_id}: {len(self.selected)} stage(s) selected, record in {self.run_dir}")
+        if self.resumed is not None and self.resumed["status"] == "running":
+            self._close_killed(self.resumed)
+
+    def _close_killed(self, killed: dict[str, Any]) -> None:
+        """Mark a killed run, and its open MLflow runs, failed: it will never close them itself."""
+        tracker, _ = self._tracking()
+        reason = "interrupted: the run was killed before the stage finished"
+        for record in killed["stages"].values():
+            if record["status"] == "running":
+                record.update(status="failed", error={"message": reason, "cell_index": None})
+                if record.get("mlflow_run_id"):
+                    tracker.finish(record["mlflow_run_id"], succeeded=False)
+            elif record["status"] == "pending":
+                record["status"] = "not run"
+        killed.update(
+            status="failed",
+            error=f"The run was killed; resumed as run {self.manifest['run_id']}.",
+        )
+        if killed["mlflow"].get("parent_run_id"):
+            tracker.finish(killed["mlflow"]["parent_run_id"], succeeded=False)
+        write_manifest(self.pipeline.runs_dir / killed["run_id"], killed)
+        self.say(f"Run {killed['run_id']} was killed; its record is now marked failed.")
 
     def execute(self) -> RunResult:
         """Run the selected stages as a graph and close the record."""

@@ -197,6 +197,12 @@ def test_a_run_killed_with_sigkill_leaves_a_readable_record_and_resumes(make_pro
     assert resumed.manifest["resumed_from"] == killed["run_id"]
     assert resumed.reused == ["produce"] and resumed.executed == ["gate", "consume"]
     assert resumed.manifest["stages"]["gate"]["recorded"] == {"released": True}
+    closed = _manifest(killed_dir)
+    assert closed["status"] == "failed" and resumed.run_id in closed["error"]
+    assert closed["stages"]["gate"]["status"] == "failed"
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_run(killed["mlflow"]["parent_run_id"]).info.status == "FAILED"
+    assert client.get_run(killed["stages"]["gate"]["mlflow_run_id"]).info.status == "FAILED"
 
     with pytest.raises(RunNotFoundError, match=r"No run .* match the id 'nope'"):
         run_pipeline(root, resume="nope")
