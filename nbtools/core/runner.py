@@ -346,6 +346,7 @@ class _Run:
                     hit = None if stage.name in self.forced else self._lookup(key)
                     if hit is not None:
                         self._reuse(stage, hit, "unchanged")
+                        write_manifest(self.run_dir, self.manifest)
                     elif len(running) < self.jobs:
                         running[self._submit(stage, key)] = stage.name
                     else:
@@ -416,7 +417,6 @@ class _Run:
         )
         self.outputs[stage.name] = Path(entry["output_dir"])
         self.hashes[stage.name] = record["output_hashes"]
-        write_manifest(self.run_dir, self.manifest)
         self.say(f"  {stage.name:<10} reused    from run {entry['run_id']} ({why})")
 
     def _not_run(self, stage: Stage) -> None:

@@ -18,8 +18,7 @@ import nbformat
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nbtools import run_pipeline
-from nbtools.core.errors import ClusterError
+from nbtools import ClusterError, run_pipeline
 
 pytestmark = pytest.mark.integration
 

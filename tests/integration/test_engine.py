@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nbtools import RunNotFoundError, run_pipeline
+from nbtools import PipelineSpecError, RunNotFoundError, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,9 @@ def test_a_changed_parameter_reruns_its_stage_and_says_why(make_project) -> None
 
 def test_only_runs_one_stage_on_the_outputs_already_there(make_project) -> None:
     root = make_project(TWO_STAGES)
+    with pytest.raises(PipelineSpecError, match="stage 'produce', which has no finished run"):
+        run_pipeline(root, only=["consume"])
+    assert not (root / "runs").exists()
     run_pipeline(root, stop="produce", jobs=1)
     only = run_pipeline(root, only=["consume"], overrides={"factor": 4}, jobs=1)
 
