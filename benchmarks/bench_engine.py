@@ -155,7 +155,7 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
-    parser.add_argument("--branch-rounds", type=int, default=40_000_000)
+    parser.add_argument("--branch-rounds", type=int, default=100_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nbtools-bench-") as tmp:
         for rows in args.rows:
