@@ -4,7 +4,9 @@ Run with ``python benchmarks/bench_engine.py`` (add ``--rows 10000`` to skip the
 It prints, for each size, the plain script's time and the cold ``nbtools run`` time (both as
 fresh processes, the pipeline handing data over as Parquet between four stage kernels), then:
 an unchanged re-run (seconds, kernels started), which stages execute after one training
-parameter changes, and the speed-up of two independent branch stages on two jobs over one.
+parameter changes, and the speed-up of two independent branch stages on two jobs over one
+(next to the speed-up of the same work as two plain processes, which shows what the cores
+free at that moment allow).
 """
 
 from __future__ import annotations
@@ -147,8 +149,26 @@ def _branches(work: Path, rounds: int) -> None:
     _timed([*common, "-j", "1"])  # warm the database and the file cache for both timings
     one, _ = _timed([*common, "-j", "1"])
     two, _ = _timed([*common, "-j", "2"])
+    work = [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import engine_workload as W; "
+        f"W.branch_work(0, {rounds})",
+    ]
+    started = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(work, check=True)
+    serial = time.perf_counter() - started
+    started = time.perf_counter()
+    for process in [subprocess.Popen(work) for _ in range(2)]:
+        process.wait()
+    parallel = time.perf_counter() - started
     print("\n== two independent branch stages ==")
     print(f"--jobs 1  {one:6.2f} s   --jobs 2  {two:6.2f} s   speed-up {one / two:4.2f}x")
+    print(
+        f"the same work as two plain processes: one after the other {serial:6.2f} s, "
+        f"at once {parallel:6.2f} s, speed-up {serial / parallel:4.2f}x (what the machine allows)"
+    )
 
 
 def main() -> None:
