@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "ClusterError": "nbtools.core.errors",
     "DataSourceError": "nbtools.core.errors",
     "InvalidParameterError": "nbtools.core.errors",
     "NbtoolsError": "nbtools.core.errors",
@@ -26,6 +27,7 @@ _EXPORTS = {
     "load_pipeline": "nbtools.core.spec",
     "load_run": "nbtools.core.records",
     "run_pipeline": "nbtools.core.runner",
+    "run_sweep": "nbtools.core.sweep",
     "stage_context": "nbtools.core.context",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import nbtools
 
 EXPECTED = [
+    "ClusterError",
     "DataSourceError",
     "InvalidParameterError",
     "NbtoolsError",
@@ -20,6 +21,7 @@ EXPECTED = [
     "load_pipeline",
     "load_run",
     "run_pipeline",
+    "run_sweep",
     "stage_context",
 ]
 

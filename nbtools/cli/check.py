@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.core.checks import check_paths
 
 
 @click.command()
@@ -19,6 +18,9 @@ def check(paths: tuple[Path, ...]) -> None:
     Stage notebooks need one typed parameters cell and a stage context; no notebook may be
     stored with outputs.
     """
+    # Imported here: nbformat's schema validator costs every other command about a second.
+    from nbtools.core.checks import check_paths
+
     problems = check_paths(list(paths) or [Path(".")])
     for problem in problems:
         click.echo(problem, err=True)

@@ -43,7 +43,7 @@ def list_command(project_dir: Path) -> None:
     )
     for manifest in manifests:
         stages = manifest["stages"].values()
-        done = sum(1 for s in stages if s["status"] == "succeeded")
+        done = sum(1 for s in stages if s["status"] in ("succeeded", "reused"))
         metrics = "  ".join(f"{k}={_short(v)}" for k, v in _metrics(manifest).items())
         click.echo(
             f"{manifest['run_id']:<24} {manifest['status']:<10} "
@@ -69,12 +69,15 @@ def show_command(run_id: str, project_dir: Path, as_json: bool) -> None:
     )
     click.echo(
         f"Started {manifest['started_at']}, profile {manifest['profile'] or '-'}, "
-        f"MLflow parent run {manifest['mlflow']['parent_run_id']}"
+        f"MLflow parent run {manifest['mlflow']['parent_run_id'] or '-'}"
     )
     if manifest.get("error"):
         click.echo(f"Error: {manifest['error']}")
     for name, stage in manifest["stages"].items():
-        click.echo(f"\n{name}: {stage['status']} ({_short(stage['duration_s'])} s)")
+        why = f", {stage['why']}" if stage.get("why") else ""
+        click.echo(f"\n{name}: {stage['status']} ({_short(stage['duration_s'])} s{why})")
+        if stage.get("reused_from"):
+            click.echo(f"  reused from run {stage['reused_from']}: {stage['output_dir']}")
         click.echo(f"  notebook: {stage['executed_notebook'] or '-'}")
         click.echo(f"  html:     {stage['html'] or '-'}")
         for key, value in stage["recorded"].items():

@@ -15,6 +15,7 @@ first when there is none, and writes to a scratch folder.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import mlflow
 
+from nbtools.core.dask_executor import SCHEDULER_VARIABLE, dask_joblib_backend
 from nbtools.core.errors import NbtoolsError
 from nbtools.core.records import RECORDED_VALUES, latest_outputs
 from nbtools.core.runner import run_pipeline
@@ -53,6 +55,9 @@ class StageContext:
         The MLflow tracking URI; the stage's MLflow run is active.
     interactive : bool
         True when the notebook runs outside the nbtools runner.
+    cluster : object or None
+        The ``distributed.Client`` behind joblib's Dask backend, when the stage runs on a
+        Dask cluster (scikit-learn searches then fan out over its workers).
     """
 
     name: str
@@ -63,6 +68,7 @@ class StageContext:
     model_name: str = "model"
     tracking_uri: str = ""
     interactive: bool = False
+    cluster: Any = field(default=None, repr=False)
 
     def input(self, upstream: str) -> Path:
         """Return the output folder of the upstream stage ``upstream``.
@@ -140,6 +146,8 @@ def _batch_context(name: str, namespace: MutableMapping[str, Any]) -> StageConte
         tracking_uri=namespace.get("tracking_uri") or pipeline.tracking_uri,
     )
     context.output_dir.mkdir(parents=True, exist_ok=True)
+    if os.environ.get(SCHEDULER_VARIABLE):
+        context.cluster = dask_joblib_backend(os.environ[SCHEDULER_VARIABLE])
     mlflow.set_tracking_uri(context.tracking_uri)
     if namespace.get("mlflow_run_id"):
         mlflow.start_run(run_id=namespace["mlflow_run_id"])

@@ -35,6 +35,10 @@ class ModelRegistryError(NbtoolsError, RuntimeError):
     """The model registry cannot do what was asked: a champion that cannot be loaded or scored."""
 
 
+class ClusterError(NbtoolsError, ConnectionError):
+    """The Dask cluster a run should execute on cannot be reached or started."""
+
+
 class StageFailedError(NbtoolsError, RuntimeError):
     """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
 
@@ -60,6 +64,10 @@ class StageFailedError(NbtoolsError, RuntimeError):
             f"Stage '{stage}' failed in {where}: {reason.rstrip('.')}. "
             f"The executed notebook is saved at {notebook}."
         )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None, str]]:
+        # Rebuilt from its four fields when it crosses from a stage process to the runner.
+        return (type(self), (self.stage, self.reason, self.cell_index, self.notebook))
 
 
 class SearchCancelledError(NbtoolsError, RuntimeError):

@@ -9,6 +9,8 @@ gets a banner saying what happened.
 from __future__ import annotations
 
 import logging
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, default
 
 from nbtools.core.errors import StageFailedError
 
@@ -30,6 +32,12 @@ class _LocalKernelManager(AsyncKernelManager):
     """Talks to stage kernels over Unix domain sockets: local only, guarded by file permissions."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _unique_socket_prefix(self) -> str:
+        # jupyter_client's default, ``kernel-ipc`` in the working directory, makes kernels
+        # started at once by several processes race for the same socket files.
+        return str(Path(tempfile.gettempdir()) / f"nbtools-kernel-{uuid.uuid4().hex}-ipc")
 
 
 class _KnownParametersOnly(logging.Filter):

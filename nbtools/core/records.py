@@ -111,14 +111,15 @@ def load_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
 def latest_outputs(runs_dir: Path, stages: tuple[str, ...]) -> dict[str, Path] | None:
     """Return the output folders of ``stages`` in the newest run where all of them succeeded.
 
-    Taking every input from one run keeps them consistent with one another. Returns ``None``
+    Taking every input from one run keeps them consistent with one another; a stage the run
+    reused counts with the folder it reused. Returns ``None``
     when no run has them all.
     """
     for manifest in list_runs(runs_dir):
         records = [manifest.get("stages", {}).get(stage) for stage in stages]
-        if all(r and r.get("status") == "succeeded" for r in records):
+        if all(r and r.get("status") in ("succeeded", "reused") for r in records):
             folders = {
-                s: runs_dir / manifest["run_id"] / r["dir"]
+                s: Path(r.get("output_dir") or runs_dir / manifest["run_id"] / r["dir"])
                 for s, r in zip(stages, records, strict=True)
                 if r
             }

@@ -7,13 +7,13 @@ exactly one ``parameters`` cell, known inputs and no cycles.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 from nbtools.core.errors import InvalidParameterError, PipelineSpecError, ProjectNotFoundError
@@ -28,6 +28,7 @@ _PIPELINE_KEYS = {
     "cell_timeout",
     "stages",
     "profiles",
+    "sweep",
 }
 _STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout"}
 
@@ -82,6 +83,8 @@ class Pipeline:
         Seed handed to every stage.
     profiles : dict
         Named parameter sets.
+    sweep : dict
+        Parameter key to the list of values ``nbtools run --sweep`` runs a variant for.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Pipeline:
     tracking_uri: str
     seed: int = 42
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
@@ -187,6 +191,12 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
         raise PipelineSpecError(f"{path} must have a 'stages' mapping with at least one stage.")
     timeout = _positive_int(raw.get("cell_timeout", 600), "cell_timeout", path)
     stages = [_stage(name, body, root, timeout, path) for name, body in stages_raw.items()]
+    sweep = raw.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise PipelineSpecError(
+            f"'sweep' in {path} must map each parameter (NAME or STAGE.NAME) to a non-empty "
+            f"list of values. Got {sweep!r} instead."
+        )
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
         raise PipelineSpecError(f"'profiles' in {path} must map each profile name to a mapping.")
@@ -201,6 +211,7 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
         ),
         seed=_positive_int(raw.get("seed", 42), "seed", path, allow_zero=True),
         profiles={str(k): dict(v) for k, v in profiles.items()},
+        sweep={str(k): list(v) for k, v in sweep.items()},
     )
 
 
@@ -222,23 +233,28 @@ def parameters_cell(notebook: Path, stage: str) -> str:
     """
     if not notebook.is_file():
         raise PipelineSpecError(f"Stage '{stage}' names notebook {notebook}, which does not exist.")
+    # Plain JSON rather than nbformat: importing nbformat costs about a second (its schema
+    # validator), paid again in every stage kernel, which loads the pipeline too.
     try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for a broken file
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
+        if nb.get("nbformat") != 4:
+            raise ValueError(f"nbformat {nb.get('nbformat')!r} where 4 is expected")
+        cells = [
+            c
+            for c in nb["cells"]
+            if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PipelineSpecError(
             f"Notebook {notebook} of stage '{stage}' is unreadable: {exc}"
         ) from exc
-    cells = [
-        c
-        for c in nb.cells
-        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
-    ]
     if len(cells) != 1:
         raise PipelineSpecError(
             f"Notebook {notebook} of stage '{stage}' must have exactly one code cell tagged "
             f"'parameters'; it has {len(cells)}."
         )
-    return str(cells[0].source)
+    source = cells[0]["source"]
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:

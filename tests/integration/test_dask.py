@@ -1,0 +1,181 @@
+"""The pipeline on a real Dask cluster (a scheduler and two workers) with a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nbtools import ClusterError, run_pipeline
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+FIXTURES = Path(__file__).parents[1] / "notebooks"
+DEADLINE = 90
+FLAKY = """\
+import os, signal
+from pathlib import Path
+from joblib.parallel import get_active_backend
+marker = Path('worker-killed')
+if not marker.exists():
+    marker.touch()
+    os.kill(os.getppid(), signal.SIGKILL)  # the Dask worker executing this stage
+stage.record('joblib_backend', type(get_active_backend()[0]).__name__)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait_until(ready, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start within {DEADLINE} s")
+        time.sleep(0.3)
+
+
+def _mlflow_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, migrated_db: Path
+) -> Iterator[dict[str, str]]:
+    """A scheduler, two single-threaded workers and an MLflow server, as separate processes."""
+    from distributed import Client
+
+    logs = tmp_path_factory.mktemp("cluster")
+    shutil.copy(migrated_db, logs / "server.db")
+    scheduler = f"tcp://127.0.0.1:{_free_port()}"
+    tracking = f"http://127.0.0.1:{_free_port()}"
+    worker = [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-dashboard"]
+    processes = [
+        _start(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                scheduler.rsplit(":", 1)[1],
+                "--no-dashboard",
+            ],
+            logs / "scheduler.log",
+        ),
+        _start([*worker, "--name", "w1"], logs / "w1.log"),
+        _start([*worker, "--name", "w2"], logs / "w2.log"),
+        _start(
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{logs / 'server.db'}",
+                "--artifacts-destination",
+                str(logs / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                tracking.rsplit(":", 1)[1],
+                "--workers",
+                "1",
+            ],
+            logs / "mlflow.log",
+        ),
+    ]
+    try:
+        _wait_until(lambda: _mlflow_up(tracking), "the MLflow server")
+        with Client(scheduler, timeout=DEADLINE) as client:
+            client.wait_for_workers(2, timeout=DEADLINE)
+        yield {"scheduler": scheduler, "tracking_uri": tracking}
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _project(root: Path, tracking_uri: str) -> Path:
+    root.mkdir()
+    for name in ("produce", "consume"):
+        shutil.copy(FIXTURES / f"{name}.ipynb", root / f"{name}.ipynb")
+    nb = nbformat.read(FIXTURES / "produce.ipynb", as_version=4)
+    nb.cells[2].source = nb.cells[2].source.replace('"produce"', '"flaky"')
+    nb.cells[3].source = FLAKY
+    nbformat.write(nb, root / "flaky.ipynb")
+    (root / "pipeline.yaml").write_text(
+        f"name: on-dask\ntracking_uri: {tracking_uri}\nstages:\n"
+        "  produce: {notebook: produce.ipynb}\n"
+        "  flaky: {notebook: flaky.ipynb}\n"
+        "  consume: {notebook: consume.ipynb, inputs: [produce]}\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def test_stages_run_on_the_cluster_and_log_to_the_tracking_server(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    root = _project(tmp_path / "project", cluster["tracking_uri"])
+    result = run_pipeline(root, executor="dask", scheduler=cluster["scheduler"], jobs=2)
+
+    assert result.succeeded, result.error
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["executor"] == "dask" and manifest["scheduler"] == cluster["scheduler"]
+    stages = manifest["stages"]
+    assert {n: s["status"] for n, s in stages.items()} == dict.fromkeys(
+        ("produce", "flaky", "consume"), "succeeded"
+    )
+    assert stages["consume"]["recorded"] == {"total": 90.0}
+    # The first worker died mid-stage; the stage ran again on the other worker, where
+    # scikit-learn's joblib searches would use the cluster too.
+    assert (root / "worker-killed").is_file()
+    assert stages["flaky"]["recorded"]["joblib_backend"] == "DaskDistributedBackend"
+
+    client = MlflowClient(tracking_uri=cluster["tracking_uri"])
+    assert client.get_run(result.mlflow_run_id or "").info.status == "FINISHED"
+    child = client.get_run(stages["consume"]["mlflow_run_id"])
+    assert child.info.status == "FINISHED" and child.data.metrics == {"total": 90.0}
+
+    again = run_pipeline(root, executor="dask", scheduler=cluster["scheduler"])
+    assert again.executed == [] and again.mlflow_run_id is None
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path: Path, migrated_db: Path) -> None:
+    root = _project(tmp_path / "project", "sqlite:///mlflow.db")
+    shutil.copy(migrated_db, root / "mlflow.db")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    with pytest.raises(ClusterError, match=f"Cannot reach the Dask scheduler at '{address}'"):
+        run_pipeline(root, executor="dask", scheduler=address, only=["produce"])
+    (record,) = (root / "runs").glob("*/manifest.json")
+    manifest = json.loads(record.read_text())
+    assert manifest["status"] == "failed" and "ClusterError" in manifest["error"]
+    assert manifest["stages"]["produce"]["status"] == "not run"
