@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install chromium
 
 # Create the virtual environment and install nbtools with its test tools (again when pyproject changes).
 $(BIN)/.installed: pyproject.toml
@@ -28,6 +28,11 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/nbtools check templates notebooks
 
-test: lint
+# The browser tests drive Debian's chromium; install it when it is missing (needs root).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; } \
+	  || { echo "The browser tests need Debian's chromium: run 'apt-get install -y chromium' as root."; exit 1; }
+
+test: lint chromium
 	$(BIN)/pytest
 	$(BIN)/pytest --nbmake notebooks
