@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.core.shipping import ShippingParams, write_deployment_files
 from nbtools.core.spec import load_pipeline
 
 
@@ -53,6 +52,10 @@ def deploy(
     **options: object,
 ) -> None:
     """Write a Dockerfile and Kubernetes manifests (Deployment, Service, autoscaler)."""
+    # Imported here: it pins the model's requirements from nbtools.core.modeling, which imports
+    # scikit-learn and MLflow, a second that no other command should pay.
+    from nbtools.core.shipping import ShippingParams, write_deployment_files
+
     pipeline = load_pipeline(project_dir)
     params = ShippingParams(
         model_name=model_name or pipeline.model_name,

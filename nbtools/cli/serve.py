@@ -11,7 +11,6 @@ from nbtools.core.errors import ProjectNotFoundError
 from nbtools.core.spec import load_pipeline
 from nbtools.serving.config import TOKEN_ENV, ServeConfig
 from nbtools.serving.launcher import serve as run_service
-from nbtools.serving.model import ModelHolder, ModelRef
 
 
 @click.command()
@@ -107,6 +106,9 @@ def serve(
         access_log=access_log,
     ).validate()
     # Find the version before starting workers, so a wrong name or alias is one clear error.
+    # (Imported here: MLflow takes a second to import, which no other command should pay.)
+    from nbtools.serving.model import ModelHolder, ModelRef
+
     holder = ModelHolder(ModelRef.parse(model), tracking_uri)
     version = holder.resolve()
     click.echo(
