@@ -7,18 +7,12 @@ from pathlib import Path
 import click
 
 from nbtools.cli._errors import reports_errors
+from nbtools.cli._options import project_option
 from nbtools.core.spec import load_pipeline
 
 
 @click.command()
-@click.option(
-    "--project",
-    "project_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Project folder (holding pipeline.yaml): gives the model name and registry.",
-)
+@project_option("Project folder (holding pipeline.yaml): gives the model name and registry.")
 @click.option(
     "--output",
     "output_dir",

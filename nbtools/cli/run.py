@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from nbtools.cli._errors import reports_errors
+from nbtools.cli._options import project_option
 from nbtools.core.runner import run_pipeline
 from nbtools.core.scheduler import EXECUTORS
 from nbtools.core.spec import load_pipeline
@@ -19,14 +20,7 @@ _ALL = "*"
 
 
 @click.command()
-@click.option(
-    "--project",
-    "project_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Project folder (holding pipeline.yaml).",
-)
+@project_option()
 @click.option(
     "-p",
     "--param",

@@ -9,17 +9,11 @@ from typing import Any
 import click
 
 from nbtools.cli._errors import reports_errors
+from nbtools.cli._options import project_option
 from nbtools.core.records import list_runs, load_run
 from nbtools.core.spec import find_project
 
-_PROJECT = click.option(
-    "--project",
-    "project_dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Project folder (holding pipeline.yaml).",
-)
+_PROJECT = project_option()
 #: Recorded values whose names start with this prefix are the held-out metrics shown in lists.
 METRIC_PREFIX = "test_"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from nbtools.cli._errors import reports_errors
+from nbtools.cli._options import project_option
 from nbtools.core.errors import ProjectNotFoundError
 from nbtools.core.spec import load_pipeline
 from nbtools.serving.config import TOKEN_ENV, ServeConfig
@@ -20,14 +21,7 @@ from nbtools.serving.launcher import serve as run_service
     help="models:/NAME@ALIAS or models:/NAME/VERSION "
     "[default: models:/<project's model_name>@champion].",
 )
-@click.option(
-    "--project",
-    "project_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Project folder: gives the registry, the model name and the prediction log folder.",
-)
+@project_option("Project folder: gives the registry, the model name and the prediction log folder.")
 @click.option(
     "--tracking-uri",
     envvar="MLFLOW_TRACKING_URI",

@@ -1,0 +1,29 @@
+"""Options that several ``nbtools`` commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def project_option(
+    description: str = "Project folder (holding pipeline.yaml).",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Return the ``--project DIR`` option (default: the current folder) as ``project_dir``.
+
+    Parameters
+    ----------
+    description : str
+        What the command takes from the project, for ``--help``.
+    """
+    return click.option(
+        "--project",
+        "project_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=".",
+        show_default=True,
+        help=description,
+    )
