@@ -96,6 +96,9 @@ def execute_stage(
             progress_bar=False,
             execution_timeout=timeout,
             kernel_manager_class=_LocalKernelManager,
+            # Every cell has run and its outputs arrived before the kernel is stopped, and the
+            # cells write the stage's files synchronously: the graceful shutdown only waits.
+            shutdown_kernel="immediate",
         )
     except PapermillExecutionError as exc:
         # Papermill saved the notebook with a banner cell at the top and an anchor cell before
