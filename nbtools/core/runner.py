@@ -447,6 +447,8 @@ class _Run:
     def _submit(self, stage: Stage, key: CacheKey, *, more: bool) -> Future[None]:
         if self.pool is None:  # started on first need: a run that reuses everything starts none
             self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
+            if isinstance(self.pool, InlineExecutor):  # the first kernel starts while MLflow opens
+                self.pool.spare_kernel().prepare(self.pipeline.project_dir, os.environ)
         tracker, parent = self._tracking()
         environ: dict[str, str] = {}
         if isinstance(self.pool, DaskStagePool):
