@@ -38,7 +38,13 @@ from nbtools.core.records import (
     stage_dir_name,
     write_manifest,
 )
-from nbtools.core.scheduler import default_jobs, run_stage_notebook, stage_error, stage_pool
+from nbtools.core.scheduler import (
+    InlineExecutor,
+    default_jobs,
+    run_stage_notebook,
+    stage_error,
+    stage_pool,
+)
 from nbtools.core.selection import select_stages
 from nbtools.core.spec import Pipeline, Stage, load_pipeline
 
@@ -348,7 +354,7 @@ class _Run:
                         self._reuse(stage, hit, "unchanged")
                         write_manifest(self.run_dir, self.manifest)
                     elif len(running) < self.jobs:
-                        running[self._submit(stage, key)] = stage.name
+                        running[self._submit(stage, key, more=len(waiting) > 1)] = stage.name
                     else:
                         continue
                 else:
@@ -438,9 +444,11 @@ class _Run:
         changed = key.changed_since(earlier)
         return f"{', '.join(changed)} changed" if changed else "its cached outputs are gone"
 
-    def _submit(self, stage: Stage, key: CacheKey) -> Future[None]:
+    def _submit(self, stage: Stage, key: CacheKey, *, more: bool) -> Future[None]:
         if self.pool is None:  # started on first need: a run that reuses everything starts none
             self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
+            if isinstance(self.pool, InlineExecutor):  # the first kernel starts while MLflow opens
+                self.pool.spare_kernel().prepare(self.pipeline.project_dir, os.environ)
         tracker, parent = self._tracking()
         environ: dict[str, str] = {}
         if isinstance(self.pool, DaskStagePool):
@@ -471,6 +479,8 @@ class _Run:
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
+        # Locally with one job, the next stage's kernel starts while this stage runs.
+        spare = self.pool.spare_kernel() if isinstance(self.pool, InlineExecutor) else None
         return self.pool.submit(
             run_stage_notebook,
             stage.name,
@@ -480,6 +490,8 @@ class _Run:
             self.pipeline.project_dir,
             stage.timeout,
             environ,
+            spare,
+            more,
         )
 
     def _finish(self, name: str, future: Future[None]) -> None:

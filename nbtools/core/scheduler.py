@@ -14,10 +14,13 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbtools.core.errors import InvalidParameterError, StageFailedError
 from nbtools.core.records import HTML_RECORD
+
+if TYPE_CHECKING:
+    from nbtools.core.executor import SpareKernel
 
 #: Where stages can execute.
 EXECUTORS = ("local", "dask")
@@ -38,10 +41,14 @@ def run_stage_notebook(
     cwd: Path,
     timeout: int,
     environ: dict[str, str] | None = None,
+    spare: SpareKernel | None = None,
+    warm_next: bool = False,
 ) -> None:
     """Execute one stage notebook and render its HTML record next to the executed copy.
 
     ``environ`` is added to the environment of the stage's kernel (and restored afterwards).
+    With ``spare``, the stage runs in the spare kernel when it fits, and with ``warm_next``
+    the spare starts the next stage's kernel (same folder and environment) meanwhile.
 
     Raises
     ------
@@ -50,11 +57,17 @@ def run_stage_notebook(
     """
     from nbtools.core.executor import execute_stage
 
+    km = None if spare is None else spare.take(cwd, {**os.environ, **(environ or {})})
+    if spare is not None and warm_next:
+        spare.prepare(cwd, os.environ)
     saved = {name: os.environ.get(name) for name in environ or {}}
     os.environ.update(environ or {})
     try:
-        execute_stage(stage, notebook, executed, injected, cwd=cwd, timeout=timeout)
+        execute_stage(stage, notebook, executed, injected, cwd=cwd, timeout=timeout, km=km)
     finally:
+        if km is not None:
+            assert spare is not None
+            spare.stop(km)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -77,7 +90,26 @@ class InlineExecutor(Executor):
     """Runs each submitted call at once in the calling process (``jobs=1``).
 
     Exceptions are kept in the returned future; interrupts (``KeyboardInterrupt``) propagate.
+    Its :meth:`spare_kernel` starts the next stage's kernel while a stage runs; shutting the
+    executor down stops a spare kernel nobody used.
     """
+
+    def __init__(self) -> None:
+        self._spare: SpareKernel | None = None
+
+    def spare_kernel(self) -> SpareKernel:
+        """Return the spare kernel of this executor's stages (made on first need)."""
+        if self._spare is None:
+            from nbtools.core.executor import SpareKernel
+
+            self._spare = SpareKernel()
+        return self._spare
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the spare kernel, if any (calls already ran when they were submitted)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Call ``fn(*args, **kwargs)`` now and return a finished future."""

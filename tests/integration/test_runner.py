@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -111,3 +112,96 @@ def test_a_failed_stage_is_recorded_as_failed_everywhere(
     client = _mlflow(root)
     assert client.get_run(failed["mlflow_run_id"]).info.status == "FAILED"
     assert client.get_run(result.mlflow_run_id).info.status == "FAILED"
+
+
+def _kernels_of_this_process() -> list[str]:
+    """Command lines of this process's child kernels, and of children left as zombies."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and ("ipykernel_launcher" in command or fields[0] == "Z"):
+            found.append(command or f"zombie {stat.parent.name}")
+    return found
+
+
+def _execution_counts(notebook: str) -> list[int]:
+    saved = nbformat.read(notebook, as_version=4)
+    return [c.execution_count for c in saved.cells if c.cell_type == "code"]
+
+
+def test_one_job_runs_the_next_stage_in_a_kernel_started_ahead_and_leaves_none(
+    make_project,
+) -> None:
+    root = make_project(TWO_STAGES)
+    result = run_pipeline(root, jobs=1, overrides={"produce.rows": 4, "factor": 3})
+
+    assert result.succeeded
+    assert result.manifest["stages"]["consume"]["recorded"] == {"total": 18.0}
+    assert _kernels_of_this_process() == []
+    for record in result.manifest["stages"].values():
+        counts = _execution_counts(record["executed_notebook"])
+        assert counts == list(range(1, len(counts) + 1))
+
+
+@pytest.mark.parametrize("notebook", ["raises", "dies"])
+def test_a_kernel_started_for_a_stage_that_never_runs_is_stopped(
+    make_project, notebook: str
+) -> None:
+    root = make_project(
+        f"{notebook}: {{notebook: {notebook}.ipynb}}\n"
+        f"produce: {{notebook: produce.ipynb, inputs: [{notebook}]}}"
+    )
+    result = run_pipeline(root, jobs=1)
+
+    assert not result.succeeded
+    assert result.manifest["stages"]["produce"]["status"] == "not run"
+    assert _kernels_of_this_process() == []
+
+
+def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
+    tmp_path: Path,
+) -> None:
+    from nbtools.core.executor import SpareKernel, execute_stage
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "import json, os, sys\n"
+            "seen = {'cwd': os.getcwd(), 'x': os.environ.get('NBTOOLS_TEST_X'),\n"
+            "        'imported': 'mlflow' in sys.modules and 'pandas' in sys.modules}"
+        ),
+        nbformat.v4.new_code_cell("json.dump(seen, open('seen.json', 'w'))"),
+    ]
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    env = {**os.environ, "NBTOOLS_TEST_X": "1"}
+    spare = SpareKernel()
+    try:
+        spare.prepare(tmp_path, os.environ)
+        assert spare.take(tmp_path, env) is None  # another environment: not handed over
+        spare.prepare(tmp_path, env)
+        km = spare.take(tmp_path, env)
+        assert km is not None
+        try:
+            execute_stage(
+                "probe",
+                tmp_path / "probe.ipynb",
+                tmp_path / "out.ipynb",
+                {},
+                cwd=tmp_path,
+                timeout=60,
+                km=km,
+            )
+        finally:
+            spare.stop(km)
+        spare.prepare(tmp_path, env)  # never taken: closing stops it
+    finally:
+        spare.close()
+
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen == {"cwd": str(tmp_path), "x": "1", "imported": True}
+    assert _execution_counts(str(tmp_path / "out.ipynb")) == [1, 2]
+    assert _kernels_of_this_process() == []
