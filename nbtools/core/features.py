@@ -6,9 +6,10 @@ columns, and arithmetic features the user writes as expressions over columns
 
 Selection learns from data, so it is an unfitted transformer (:func:`build_selector`) that the
 train stage puts into the model pipeline after the preprocessor, and that is fitted on the
-training split only. It drops one feature of each highly correlated pair
-(:class:`CorrelationFilter`), then keeps the most relevant features (``kbest`` by an ANOVA F
-test, ``model`` by tree importances) or drops near-constant ones (``threshold``).
+training split only. It drops one feature of each highly correlated pair (a
+:class:`~nbtools.core.selectors.CorrelationFilter`), then keeps the most relevant features
+(``kbest`` by an ANOVA F test, ``model`` by tree importances) or drops near-constant ones
+(``threshold``).
 
 :func:`relevance` scores the raw columns against the target, for display.
 """
@@ -25,21 +26,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 from sklearn.feature_selection import (
-    SelectorMixin,
     VarianceThreshold,
-    f_classif,
-    f_regression,
     mutual_info_classif,
     mutual_info_regression,
 )
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nbtools.core.cleaning import column_types
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.params import Parameter, StageParams
+from nbtools.core.selectors import CorrelationFilter, TopKSelector
 
 _STAGE = "features"
 _HANDOVER_KEYS = (
@@ -405,175 +402,6 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
-
-
-class CorrelationFilter(SelectorMixin, BaseEstimator):
-    """Drop one feature of each highly correlated pair.
-
-    Features are visited in order; a feature is dropped when its absolute Pearson correlation
-    with an earlier, kept feature exceeds ``threshold``. Constant features have no correlation
-    and are kept.
-
-    Parameters
-    ----------
-    threshold : float, default=0.95
-        In (0, 1]; 1 keeps every feature.
-
-    Attributes
-    ----------
-    support_ : ndarray of bool, shape (n_features,)
-        Which features are kept.
-    dropped_ : list of tuple (int, int, float)
-        For each dropped feature: its index, the index of the kept feature it duplicates, and
-        their correlation.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when fitted on a DataFrame with string column names.
-    """
-
-    def __init__(self, threshold: float = 0.95) -> None:
-        self.threshold = threshold
-
-    def fit(self, X: Any, y: Any = None) -> CorrelationFilter:
-        """Find the features to drop.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        CorrelationFilter
-            The fitted filter.
-        """
-        number = isinstance(self.threshold, int | float) and not isinstance(self.threshold, bool)
-        if not number or not 0 < self.threshold <= 1:
-            raise InvalidParameterError(
-                "The 'threshold' parameter of CorrelationFilter must be a float in the range "
-                f"(0, 1]. Got {self.threshold!r} instead."
-            )
-        X = validate_data(self, X, dtype=np.float64)
-        n_features = X.shape[1]
-        self.support_ = np.ones(n_features, dtype=bool)
-        self.dropped_: list[tuple[int, int, float]] = []
-        if self.threshold >= 1 or n_features < 2 or X.shape[0] < 2:
-            return self
-        corr = _abs_correlation(X)
-        for j in range(1, n_features):
-            partners = np.flatnonzero(self.support_[:j] & (corr[j, :j] > self.threshold))
-            if partners.size:
-                best = partners[np.argmax(corr[j, partners])]
-                self.support_[j] = False
-                self.dropped_.append((j, int(best), float(corr[j, best])))
-        return self
-
-    def _get_support_mask(self) -> np.ndarray:
-        check_is_fitted(self)
-        return self.support_
-
-
-def _abs_correlation(X: np.ndarray) -> np.ndarray:
-    """Absolute Pearson correlation matrix of the columns; 0 for constant columns."""
-    centred = X - X.mean(axis=0)
-    covariance = centred.T @ centred  # much faster than np.corrcoef on tall matrices
-    scale = np.sqrt(np.diag(covariance))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = covariance / np.outer(scale, scale)
-    return np.abs(np.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0))
-
-
-class TopKSelector(SelectorMixin, BaseEstimator):
-    """Keep the ``k`` features that score highest against the target.
-
-    Parameters
-    ----------
-    k : int, default=10
-        Number of features to keep; when there are fewer, all are kept.
-    method : {"anova", "model"}, default="anova"
-        ``"anova"``: the ANOVA F statistic (classification) or the univariate regression F
-        statistic; ``"model"``: impurity importances of 100 extra trees fitted on at most
-        20,000 sampled rows.
-    task : {"classification", "regression"}, default="classification"
-        How the target is scored.
-    random_state : int, default=0
-        Seed of the row sample and of the trees.
-
-    Attributes
-    ----------
-    scores_ : ndarray of shape (n_features,)
-        The score of each feature (NaN scores count as 0).
-    k_ : int
-        The number of features kept.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when fitted on a DataFrame with string column names.
-    """
-
-    def __init__(
-        self,
-        k: int = 10,
-        method: str = "anova",
-        task: str = "classification",
-        random_state: int = 0,
-    ) -> None:
-        self.k = k
-        self.method = method
-        self.task = task
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: Any) -> TopKSelector:
-        """Score the features against ``y`` and keep the best ``k``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        TopKSelector
-            The fitted selector.
-        """
-        if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 1:
-            raise InvalidParameterError(
-                f"The 'k' parameter of TopKSelector must be an int >= 1. Got {self.k!r} instead."
-            )
-        if self.method not in ("anova", "model") or self.task not in (
-            "classification",
-            "regression",
-        ):
-            raise InvalidParameterError(
-                "TopKSelector needs method in {'anova', 'model'} and task in {'classification', "
-                f"'regression'}}. Got method={self.method!r}, task={self.task!r} instead."
-            )
-        if y is None:
-            raise InvalidParameterError(
-                "TopKSelector scores features against a target; fit it with y."
-            )
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self.task == "regression")
-        if self.method == "anova":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # constant features
-                scores = (f_classif if self.task == "classification" else f_regression)(X, y)[0]
-        else:
-            rng = np.random.default_rng(self.random_state)
-            rows = np.arange(X.shape[0])
-            if X.shape[0] > _SAMPLE_ROWS:
-                rows = rng.choice(X.shape[0], _SAMPLE_ROWS, replace=False)
-            trees = ExtraTreesClassifier if self.task == "classification" else ExtraTreesRegressor
-            model = trees(n_estimators=100, random_state=self.random_state)
-            scores = model.fit(X[rows], y[rows]).feature_importances_
-        self.scores_ = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
-        self.k_ = min(int(self.k), X.shape[1])
-        return self
-
-    def _get_support_mask(self) -> np.ndarray:
-        check_is_fitted(self)
-        mask = np.zeros(self.scores_.shape, dtype=bool)
-        mask[np.argsort(-self.scores_, kind="mergesort")[: self.k_]] = True
-        return mask
 
 
 def build_selector(params: FeatureParams, task: str) -> Pipeline:

@@ -15,15 +15,14 @@ from nbtools.core import cleaning
 from nbtools.core.data import make_churn
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.features import (
-    CorrelationFilter,
     FeatureCreator,
     FeatureParams,
-    TopKSelector,
     add_features,
     build_selector,
     explain_selection,
     relevance,
 )
+from nbtools.core.selectors import CorrelationFilter, TopKSelector
 
 
 @pytest.fixture
