@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from nbtools.core.params import parse_assignment
-from nbtools.core.runner import RunResult, run_pipeline
+from nbtools.core.records import RunResult
+from nbtools.core.runner import run_pipeline
 from nbtools.core.spec import Pipeline, load_pipeline
 
 #: Recorded values with this prefix are the held-out metrics a comparison shows.
