@@ -35,7 +35,13 @@ from nbtools.core.records import (
     stage_dir_name,
     write_manifest,
 )
-from nbtools.core.scheduler import InlineExecutor, run_stage_notebook, stage_error, stage_pool
+from nbtools.core.scheduler import (
+    LocalStagePool,
+    run_local_stage,
+    run_stage_notebook,
+    stage_error,
+    stage_pool,
+)
 from nbtools.core.spec import Pipeline, Stage
 
 if TYPE_CHECKING:
@@ -177,7 +183,7 @@ class GraphRun:
                         self._reuse(stage, hit, "unchanged")
                         write_manifest(self.run_dir, self.manifest)
                     elif len(running) < self.jobs:
-                        running[self._submit(stage, key, more=len(waiting) > 1)] = stage.name
+                        running[self._submit(stage, key, waiting=len(waiting))] = stage.name
                     else:
                         continue
                 else:
@@ -267,12 +273,16 @@ class GraphRun:
         changed = key.changed_since(earlier)
         return f"{', '.join(changed)} changed" if changed else "its cached outputs are gone"
 
-    def _submit(self, stage: Stage, key: CacheKey, *, more: bool) -> Future[None]:
+    def _submit(self, stage: Stage, key: CacheKey, *, waiting: int) -> Future[None]:
+        """Open the record and MLflow run of ``stage`` and hand it to the pool."""
         if self.pool is None:  # started on first need: a run that reuses everything starts none
             self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
-            if isinstance(self.pool, InlineExecutor):  # the first kernel starts while MLflow opens
-                self.pool.spare_kernel().prepare(self.pipeline.project_dir, os.environ)
+            if isinstance(self.pool, LocalStagePool):  # the first kernels start while MLflow opens
+                for _ in range(min(self.jobs, waiting)):
+                    self.pool.kernels.prepare(self.pipeline.project_dir, self.pool.env)
         tracker, parent = self._tracking()
+        if isinstance(self.pool, LocalStagePool):  # the database exists: later kernels open it
+            self.pool.kernels.open_store(self.pipeline.tracking_uri)
         environ: dict[str, str] = {}
         if isinstance(self.pool, DaskStagePool):
             environ[SCHEDULER_VARIABLE] = self.pool.address
@@ -302,19 +312,19 @@ class GraphRun:
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
-        # Locally with one job, the next stage's kernel starts while this stage runs.
-        spare = self.pool.spare_kernel() if isinstance(self.pool, InlineExecutor) else None
+        notebook, cwd = stage.notebook, self.pipeline.project_dir
+        if isinstance(self.pool, LocalStagePool):
+            # A later stage's kernel starts while this stage runs.
+            return self.pool.submit(
+                run_local_stage,
+                *(stage.name, notebook, executed, injected, cwd, stage.timeout),
+                self.pool,
+                waiting > 1,
+            )
         return self.pool.submit(
             run_stage_notebook,
-            stage.name,
-            stage.notebook,
-            executed,
-            injected,
-            self.pipeline.project_dir,
-            stage.timeout,
+            *(stage.name, notebook, executed, injected, cwd, stage.timeout),
             environ,
-            spare,
-            more,
         )
 
     def _finish(self, name: str, future: Future[None]) -> None:

@@ -165,7 +165,8 @@ def test_a_kernel_started_for_a_stage_that_never_runs_is_stopped(
 def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     tmp_path: Path,
 ) -> None:
-    from nbtools.core.executor import SpareKernel, execute_stage
+    from nbtools.core.executor import execute_stage
+    from nbtools.core.kernels import KernelPool
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -178,7 +179,7 @@ def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     ]
     nbformat.write(notebook, tmp_path / "probe.ipynb")
     env = {**os.environ, "NBTOOLS_TEST_X": "1"}
-    spare = SpareKernel()
+    spare = KernelPool()
     try:
         spare.prepare(tmp_path, os.environ)
         assert spare.take(tmp_path, env) is None  # another environment: not handed over
