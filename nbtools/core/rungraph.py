@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -51,6 +52,9 @@ Echo = Callable[[str], None]
 #: Stage statuses whose outputs downstream stages can read.
 DONE = ("succeeded", "reused")
 _LOCK_FILE = Path(".nbtools") / "lock"
+#: Stage executions in progress in this process, by project and cache key (see ``_claim``).
+_CLAIMS: dict[tuple[str, str], Future[None]] = {}
+_CLAIMS_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -92,6 +96,14 @@ class GraphRun:
     environment: str = ""
     clocks: dict[str, float] = field(default_factory=dict)
     pool: Executor | None = None
+    #: False when the pool is shared with other runs (a sweep's variants) and shut down by them.
+    owns_pool: bool = True
+    #: Stages this run executes, claimed so that runs in this process at the same time wait
+    #: for them instead of executing them again: stage name to (cache key, released when done).
+    claims: dict[str, tuple[str, Future[None]]] = field(default_factory=dict)
+    #: Claims of other runs this run waits for, and the cache keys they settle.
+    borrowed: set[Future[None]] = field(default_factory=set)
+    shared: set[str] = field(default_factory=set)
 
     def prepare(self, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
         """Settle the stages outside the selection and write the first manifest."""
@@ -147,18 +159,24 @@ class GraphRun:
         try:
             while waiting or running:
                 waiting = self._dispatch(waiting, running)
-                if not running:
+                if not running and not self.borrowed:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait([*running, *self.borrowed], return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finish(running.pop(future), future)
+                    if future in running:
+                        self._finish(running.pop(future), future)
+                    else:  # another run finished a stage this one waits for: dispatch again
+                        self.borrowed.discard(future)
         except BaseException as exc:  # an interrupt or a crash of the runner itself
-            if self.pool is not None:
+            if self.pool is not None and self.owns_pool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
             self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
             self._close(succeeded=False)
             raise
-        if self.pool is not None:
+        finally:
+            for name in list(self.claims):
+                self._release(name)
+        if self.pool is not None and self.owns_pool:
             self.pool.shutdown()
         if self.error is not None:
             self.manifest["error"] = str(self.error)
@@ -178,19 +196,37 @@ class GraphRun:
                     self._not_run(stage)
                 elif all(s in DONE for s in statuses):
                     key = self._key(stage)
-                    hit = None if stage.name in self.forced else self._lookup(key)
+                    fresh = stage.name not in self.forced or key.digest in self.shared
+                    hit = self._lookup(key) if fresh else None
                     if hit is not None:
                         self._reuse(stage, hit, "unchanged")
                         write_manifest(self.run_dir, self.manifest)
-                    elif len(running) < self.jobs:
-                        running[self._submit(stage, key, waiting=len(waiting))] = stage.name
-                    else:
+                        waiting.remove(stage)
+                        progressed = True
                         continue
+                    mine, other = _claim(
+                        self.pipeline.project_dir, key.digest, len(running) < self.jobs
+                    )
+                    if other is not None:  # another run executes it right now: wait for that
+                        self.borrowed.add(other)
+                        self.shared.add(key.digest)
+                        continue
+                    if mine is None:
+                        continue
+                    self.claims[stage.name] = (key.digest, mine)
+                    running[self._submit(stage, key, waiting=len(waiting))] = stage.name
                 else:
                     continue
                 waiting.remove(stage)
                 progressed = True
         return waiting
+
+    def _release(self, name: str) -> None:
+        """Let runs waiting for this run's execution of stage ``name`` look it up again."""
+        digest, claim = self.claims.pop(name)
+        with _CLAIMS_LOCK:
+            _CLAIMS.pop((str(self.pipeline.project_dir), digest), None)
+        claim.set_result(None)
 
     def _key(self, stage: Stage) -> CacheKey:
         key = stage_key(
@@ -354,6 +390,7 @@ class GraphRun:
             self.cache.store(self.keys[name], _entry(self.manifest["run_id"], record))
             self.outputs[name] = stage_dir
             self.hashes[name] = record["output_hashes"]
+        self._release(name)
         tracker, _ = self._tracking()
         tracker.log_stage(
             record["mlflow_run_id"],
@@ -414,6 +451,27 @@ class GraphRun:
         if self.tracker is not None and self.parent is not None:
             self.tracker.log_file(self.parent, path)
             self.tracker.finish(self.parent, succeeded=succeeded)
+
+
+def _claim(
+    project_dir: Path, digest: str, can_run: bool
+) -> tuple[Future[None] | None, Future[None] | None]:
+    """Claim the execution of a stage by its cache key, unless another run holds the claim.
+
+    Returns ``(mine, None)`` when this run may execute it (``can_run``) and now holds the
+    claim, ``(None, other)`` when another run in this process executes it right now, and
+    ``(None, None)`` when this run has no free job for it.
+    """
+    key = (str(project_dir), digest)
+    with _CLAIMS_LOCK:
+        other = _CLAIMS.get(key)
+        if other is not None:
+            return None, other
+        if not can_run:
+            return None, None
+        mine: Future[None] = Future()
+        _CLAIMS[key] = mine
+        return mine, None
 
 
 def _entry(run_id: str, record: Mapping[str, Any], runs_dir: Path | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ def run_pipeline(
     scheduler: str | None = None,
     resume: str | None = None,
     echo: Echo | None = None,
+    pool: Executor | None = None,
 ) -> RunResult:
     """Run the pipeline of a project and keep its run record.
 
@@ -78,6 +80,11 @@ def run_pipeline(
         stage selection are used again and the stages it finished are reused.
     echo : callable, optional
         Called with one line of progress at a time.
+    pool : Executor, optional
+        Where stages execute, from :func:`~nbtools.core.scheduler.stage_pool`, shared with
+        runs going on at the same time (a sweep's variants); the caller shuts it down. By
+        default the run makes its own from ``jobs``, ``executor`` and ``scheduler`` when the
+        first stage needs executing.
 
     Returns
     -------
@@ -112,6 +119,8 @@ def run_pipeline(
         scheduler=scheduler,
         say=echo or (lambda _line: None),
         resumed=resumed,
+        pool=pool,
+        owns_pool=pool is None,
     )
     run.prepare(profile, overrides)
     return run.execute()

@@ -129,7 +129,7 @@ class LocalStagePool(Executor):
         from nbtools.core.kernels import KernelPool
 
         self.jobs = jobs
-        self.kernels = KernelPool(ahead=jobs)
+        self.kernels = KernelPool(ahead=jobs + 1)
         #: The environment of every stage kernel; with several jobs, numeric libraries get
         #: their share of the cores (unless the user set a limit already).
         self.env = dict(os.environ)
