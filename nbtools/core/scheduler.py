@@ -10,6 +10,7 @@ the stage only executes the notebook and renders its HTML.
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -47,10 +48,12 @@ def run_stage_notebook(
     Raises
     ------
     StageFailedError
-        When the notebook fails (the HTML record is rendered all the same).
+        When the notebook fails (the HTML record is rendered all the same), or when this
+        worker cannot reach the project folder.
     """
     from nbtools.core.executor import execute_stage
 
+    _require_shared(stage, notebook, executed)
     saved = {name: os.environ.get(name) for name in environ or {}}
     os.environ.update(environ or {})
     try:
@@ -63,6 +66,21 @@ def run_stage_notebook(
                 os.environ[name] = value
         if executed.is_file():
             _render(executed, executed.parent / HTML_RECORD)
+
+
+def _require_shared(stage: str, notebook: Path, executed: Path) -> None:
+    """Fail with what to do when this worker does not see the project folder at its path."""
+    missing = [str(p) for p in (notebook, executed.parent) if not p.exists()]
+    if missing:
+        raise StageFailedError(
+            stage,
+            f"the worker on host {socket.gethostname()} cannot reach the project folder: "
+            f"{' and '.join(missing)} must exist there but does not. Every Dask worker must "
+            "see the project folder at the same path: run the workers on this machine, or put "
+            "the project on a shared file system mounted at the same path on every worker",
+            None,
+            str(executed),
+        )
 
 
 def run_local_stage(
