@@ -191,35 +191,37 @@ class GraphRun:
         while progressed:
             progressed = False
             for stage in list(waiting):
-                statuses = [self.manifest["stages"][i]["status"] for i in stage.inputs]
-                if any(s in ("failed", "not run") for s in statuses):
-                    self._not_run(stage)
-                elif all(s in DONE for s in statuses):
-                    key = self._key(stage)
-                    fresh = stage.name not in self.forced or key.digest in self.shared
-                    hit = self._lookup(key) if fresh else None
-                    if hit is not None:
-                        self._reuse(stage, hit, "unchanged")
-                        write_manifest(self.run_dir, self.manifest)
-                        waiting.remove(stage)
-                        progressed = True
-                        continue
-                    mine, other = _claim(
-                        self.pipeline.project_dir, key.digest, len(running) < self.jobs
-                    )
-                    if other is not None:  # another run executes it right now: wait for that
-                        self.borrowed.add(other)
-                        self.shared.add(key.digest)
-                        continue
-                    if mine is None:
-                        continue
-                    self.claims[stage.name] = (key.digest, mine)
-                    running[self._submit(stage, key, waiting=len(waiting))] = stage.name
-                else:
-                    continue
-                waiting.remove(stage)
-                progressed = True
+                if self._settle(stage, running, len(waiting)):
+                    waiting.remove(stage)
+                    progressed = True
         return waiting
+
+    def _settle(self, stage: Stage, running: dict[Future[None], str], waiting: int) -> bool:
+        """Skip, reuse or start ``stage`` if its inputs allow it now; return whether it was."""
+        statuses = [self.manifest["stages"][i]["status"] for i in stage.inputs]
+        if any(s in ("failed", "not run") for s in statuses):
+            self._not_run(stage)
+            return True
+        if not all(s in DONE for s in statuses):
+            return False
+        key = self._key(stage)
+        # A forced stage executes anyway, unless another run executed it at the same time.
+        if stage.name not in self.forced or key.digest in self.shared:
+            hit = self._lookup(key)
+            if hit is not None:
+                self._reuse(stage, hit, "unchanged")
+                write_manifest(self.run_dir, self.manifest)
+                return True
+        mine, other = _claim(self.pipeline.project_dir, key.digest, len(running) < self.jobs)
+        if other is not None:  # another run in this process executes it now: wait, then reuse
+            self.borrowed.add(other)
+            self.shared.add(key.digest)
+            return False
+        if mine is None:  # every job is busy
+            return False
+        self.claims[stage.name] = (key.digest, mine)
+        running[self._submit(stage, key, waiting=waiting)] = stage.name
+        return True
 
     def _release(self, name: str) -> None:
         """Let runs waiting for this run's execution of stage ``name`` look it up again."""

@@ -92,7 +92,7 @@ def test_only_runs_one_stage_on_the_outputs_already_there(make_project) -> None:
 
 
 def test_a_failed_branch_stops_its_dependants_and_lets_the_other_branch_finish(
-    make_project,
+    make_project, child_kernels
 ) -> None:
     root = make_project(
         """
@@ -116,6 +116,7 @@ def test_a_failed_branch_stops_its_dependants_and_lets_the_other_branch_finish(
     assert client.get_run(stages["raises"]["mlflow_run_id"]).info.status == "FAILED"
     assert client.get_run(stages["consume"]["mlflow_run_id"]).info.status == "FINISHED"
     assert client.get_run(result.mlflow_run_id or "").info.status == "FAILED"
+    assert child_kernels() == []
 
 
 GATE = """\
@@ -251,7 +252,7 @@ def test_a_sweep_shares_upstream_stages_and_compares_the_variants(make_project) 
 
 
 def test_sweep_variants_run_at_the_same_time_and_share_the_upstream_stage(
-    make_project,
+    make_project, child_kernels
 ) -> None:
     from nbtools.core.sweep import run_sweep
 
@@ -268,3 +269,4 @@ def test_sweep_variants_run_at_the_same_time_and_share_the_upstream_stage(
     produce = [v.result.manifest["stages"]["produce"] for v in variants]
     assert sorted(p["status"] for p in produce) == ["reused", "succeeded"]
     assert produce[0]["output_dir"] == produce[1]["output_dir"]
+    assert child_kernels() == []
