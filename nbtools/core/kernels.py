@@ -66,7 +66,7 @@ class LocalKernelManager(AsyncKernelManager):
 class KernelPool:
     """Stage kernels started ahead of their stages, each handed to one stage.
 
-    :meth:`prepare` starts a kernel in the background (up to ``ahead`` wait at a time);
+    :meth:`prepare` starts kernels in the background (up to ``ahead`` wait at a time);
     :meth:`take` hands one over when it was started in the same folder with the same
     environment as the stage's kernel would be (a spare that does not fit is stopped), and
     :meth:`start` starts one on the spot when none fits. Safe to use from several threads.
@@ -100,18 +100,18 @@ class KernelPool:
         if tracking_uri.startswith("sqlite:"):
             self._warm_up = _WARM_UP.format(store=_WARM_STORE.format(uri=tracking_uri))
 
-    def prepare(self, cwd: Path, env: Mapping[str, str]) -> None:
-        """Start a kernel in ``cwd`` with environment ``env`` in the background.
+    def prepare(self, cwd: Path, env: Mapping[str, str], wanted: int = 1) -> None:
+        """Start kernels in ``cwd`` with environment ``env`` in the background.
 
-        Nothing happens when ``ahead`` kernels already wait, or the pool is closed.
+        As many start as it takes for ``wanted`` kernels (at most ``ahead``) to wait for
+        stages; none when the pool is closed.
         """
         with self._lock:
-            if self._closed or len(self._spares) >= self.ahead:
-                return
-            started = asyncio.run_coroutine_threadsafe(
-                _start_warm(cwd, dict(env), self._warm_up), self._loop
-            )
-            self._spares.append((_kernel_key(cwd, env), started))
+            while not self._closed and len(self._spares) < min(wanted, self.ahead):
+                started = asyncio.run_coroutine_threadsafe(
+                    _start_warm(cwd, dict(env), self._warm_up), self._loop
+                )
+                self._spares.append((_kernel_key(cwd, env), started))
 
     def take(self, cwd: Path, env: Mapping[str, str]) -> LocalKernelManager | None:
         """Return a waiting kernel that fits a stage run in ``cwd`` with ``env``, else ``None``.

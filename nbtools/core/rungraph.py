@@ -313,14 +313,17 @@ class GraphRun:
 
     def _submit(self, stage: Stage, key: CacheKey, *, waiting: int) -> Future[None]:
         """Open the record and MLflow run of ``stage`` and hand it to the pool."""
+        notebook, cwd = stage.notebook, self.pipeline.project_dir
         if self.pool is None:  # started on first need: a run that reuses everything starts none
             self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
             if isinstance(self.pool, LocalStagePool):  # the first kernels start while MLflow opens
-                for _ in range(min(self.jobs, waiting)):
-                    self.pool.kernels.prepare(self.pipeline.project_dir, self.pool.env)
+                self.pool.kernels.prepare(cwd, self.pool.env, min(self.jobs, waiting))
         tracker, parent = self._tracking()
-        if isinstance(self.pool, LocalStagePool):  # the database exists: later kernels open it
+        if isinstance(self.pool, LocalStagePool):
+            # The database exists now: kernels started from here on open it ahead. A kernel
+            # waits, or starts, for this stage and each stage still waiting after it.
             self.pool.kernels.open_store(self.pipeline.tracking_uri)
+            self.pool.kernels.prepare(cwd, self.pool.env, waiting)
         environ: dict[str, str] = {}
         if isinstance(self.pool, DaskStagePool):
             environ[SCHEDULER_VARIABLE] = self.pool.address
@@ -350,14 +353,11 @@ class GraphRun:
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
-        notebook, cwd = stage.notebook, self.pipeline.project_dir
         if isinstance(self.pool, LocalStagePool):
-            # A later stage's kernel starts while this stage runs.
             return self.pool.submit(
                 run_local_stage,
                 *(stage.name, notebook, executed, injected, cwd, stage.timeout),
                 self.pool,
-                waiting > 1,
             )
         return self.pool.submit(
             run_stage_notebook,

@@ -91,12 +91,10 @@ def run_local_stage(
     cwd: Path,
     timeout: int,
     pool: LocalStagePool,
-    warm_next: bool = False,
 ) -> None:
     """Execute one stage notebook in a kernel of ``pool`` and render its HTML record beside it.
 
-    The stage takes a kernel started ahead when one fits (or starts one), and with
-    ``warm_next`` the pool starts another for a later stage meanwhile.
+    The stage takes a kernel started ahead when one fits, or else starts one.
 
     Raises
     ------
@@ -107,8 +105,6 @@ def run_local_stage(
 
     kernels = pool.kernels
     km = kernels.take(cwd, pool.env)
-    if warm_next:
-        kernels.prepare(cwd, pool.env)
     try:
         if km is None:
             km = kernels.start(cwd, pool.env)
