@@ -1,12 +1,21 @@
 """The pipeline engine against one plain Python script doing the same work, side by side.
 
-Run with ``python benchmarks/bench_engine.py`` (add ``--rows 10000`` to skip the large size).
-It prints, for each size, the plain script's time and the cold ``nbtools run`` time (both as
-fresh processes, the pipeline handing data over as Parquet between four stage kernels), then:
-an unchanged re-run (seconds, kernels started), which stages execute after one training
-parameter changes, and the speed-up of two independent branch stages on two jobs over one
-(next to the speed-up of the same work as two plain processes, which shows what the cores
-free at that moment allow).
+Run with ``python benchmarks/bench_engine.py`` (``--rows 10000`` and ``--real-rows 10000`` skip
+the large size). Two workloads, each at 10,000 and 1,000,000 rows:
+
+- a toy of four small stages (ingest, split, train a logistic regression, evaluate) whose
+  whole work takes a few seconds, so it shows the engine's fixed cost per stage. For each size
+  it prints the plain script's time and the cold ``nbtools run`` time (both as fresh processes,
+  the pipeline handing data over as Parquet between four stage kernels), then an unchanged
+  re-run (seconds, kernels started) and which stages execute after one training parameter
+  changes;
+- the real stages of ``nbtools new`` (ingest, clean, features, split, train, evaluate with
+  the ``smoke`` profile) on the synthetic churn table: the pipeline against one plain script
+  made of the same notebooks' code cells, run top to bottom in one process with the same
+  parameters and an MLflow run of its own.
+
+Last, the speed-up of two independent branch stages on two jobs over one (next to the speed-up
+of the same work as two plain processes, which shows what the cores free at that moment allow).
 """
 
 from __future__ import annotations
@@ -21,11 +30,15 @@ import time
 from pathlib import Path
 
 import nbformat
+import yaml
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from engine_workload import make_data  # noqa: E402
+
+from nbtools.core.data import make_churn  # noqa: E402
+from nbtools.core.spec import load_pipeline  # noqa: E402
 
 NBTOOLS = str(Path(sys.executable).parent / "nbtools")
 PARAMETERS_TAIL = "inputs = None\noutput_dir = None\nmlflow_run_id = None\ntracking_uri = None"
@@ -171,15 +184,86 @@ def _branches(work: Path, rounds: int) -> None:
     )
 
 
+TEMPLATES = HERE.parent / "templates"
+REAL_STAGES = ("ingest", "clean", "features", "split", "train", "evaluate")
+REAL_PROFILE = "smoke"
+PLAIN_HEADER = """\
+import matplotlib
+matplotlib.use("Agg")
+import mlflow
+from IPython.display import display
+mlflow.set_tracking_uri({uri!r})
+mlflow.set_experiment("plain")
+mlflow.start_run()
+"""
+
+
+def _real_project(folder: Path, rows: int) -> Path:
+    """A project of the real stages (deploy and monitor left out) on ``rows`` churn rows."""
+    folder.mkdir(parents=True)
+    make_churn(rows, seed=0).to_parquet(folder / "churn.parquet")
+    spec = yaml.safe_load((TEMPLATES / "pipeline.yaml").read_text(encoding="utf-8"))
+    spec["stages"] = {k: v for k, v in spec["stages"].items() if k in REAL_STAGES}
+    spec["stages"]["ingest"]["parameters"]["source"] = "churn.parquet"
+    for stage in spec["stages"].values():
+        shutil.copy(TEMPLATES / stage["notebook"], folder / stage["notebook"])
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+def _plain_script(project: Path, out: Path) -> str:
+    """The stage notebooks' code cells as one script, with what the runner would inject."""
+    pipeline = load_pipeline(project)
+    parameters = pipeline.resolve(REAL_PROFILE)
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    lines = [PLAIN_HEADER.format(uri=uri)]
+    for stage in pipeline.stages:
+        nb = nbformat.read(stage.notebook, as_version=4)
+        cells = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+        injected = {
+            **parameters[stage.name],
+            "inputs": {name: str(out / name) for name in stage.inputs},
+            "output_dir": str(out / stage.name),
+            "mlflow_run_id": None,
+            "tracking_uri": uri,
+        }
+        lines += [f"# ---- {stage.name}", cells[0]]
+        lines += [f"{name} = {value!r}" for name, value in injected.items()]
+        lines += cells[1:]
+    return "\n".join(lines) + "\n"
+
+
+def _real(rows: int, work: Path) -> None:
+    project = _real_project(work / f"real-{rows}", rows)
+    out = work / f"real-plain-{rows}"
+    out.mkdir()
+    script = out / "pipeline_as_script.py"
+    script.write_text(_plain_script(project, out), encoding="utf-8")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(script)], cwd=project, capture_output=True, check=True)
+    plain = time.perf_counter() - started
+    cold, _ = _timed(
+        [NBTOOLS, "run", "--project", str(project), "--profile", REAL_PROFILE, "-j", "1"]
+    )
+    stages = len(REAL_STAGES)
+    print(f"\n== real stages ({stages}, profile {REAL_PROFILE}), {rows:,} churn rows ==")
+    print(f"plain script (the same code cells)  {plain:7.2f} s")
+    print(f"nbtools run, cold ({stages} stage kernels) {cold:7.2f} s   ratio {cold / plain:5.2f}x")
+    print(f"  fixed overhead per stage          {(cold - plain) / stages:7.2f} s")
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--real-rows", type=int, nargs="*", default=[10_000, 1_000_000])
     parser.add_argument("--branch-rounds", type=int, default=100_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nbtools-bench-") as tmp:
         for rows in args.rows:
             _size(rows, Path(tmp))
+        for rows in args.real_rows:
+            _real(rows, Path(tmp))
         _branches(Path(tmp), args.branch_rounds)
 
 

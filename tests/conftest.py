@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,24 @@ def make_project(tmp_path: Path, migrated_db: Path):
         return root
 
     return build
+
+
+@pytest.fixture
+def child_kernels() -> Callable[[], list[str]]:
+    """A function listing this process's child kernels, and children left as zombies."""
+
+    def found() -> list[str]:
+        kernels = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and (
+                "ipykernel_launcher" in command or fields[0] == "Z"
+            ):
+                kernels.append(command or f"zombie {stat.parent.name}")
+        return kernels
+
+    return found

@@ -47,14 +47,15 @@ _ALL = "*"
     "--jobs",
     type=click.IntRange(min=1),
     default=None,
-    help="Stages run at once, one process each  [default: the number of cores].",
+    help="Stages (and sweep variants' stages) run at once, one kernel each  "
+    "[default: the number of cores].",
 )
 @click.option(
     "--executor",
     type=click.Choice(EXECUTORS),
     default="local",
     show_default=True,
-    help="Run stages as processes here, or as tasks on a Dask cluster.",
+    help="Run stages in kernels here, or as tasks on a Dask cluster.",
 )
 @click.option(
     "--scheduler",

@@ -8,155 +8,20 @@ gets a banner saying what happened.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import tempfile
-import threading
-import uuid
-from collections.abc import Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import papermill
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
-from traitlets import CaselessStrEnum, List, default
 
 from nbtools.core.errors import StageFailedError
+from nbtools.core.kernels import KERNEL_NAME, LocalKernelManager
 
-KERNEL_NAME = "python3"
 _BANNER_TAG = "nbtools-error"
-#: What a spare kernel imports before its stage: most of a stage's fixed start-up time.
-_WARM_UP = "import numpy, pandas, sklearn, mlflow, nbtools.core.context"
-#: The arguments nbclient gives a kernel it starts itself (no IPython history file).
-_KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
-_START_TIMEOUT = 60
-
-
-class _LocalKernelManager(AsyncKernelManager):
-    """Talks to stage kernels over Unix domain sockets: local only, guarded by file permissions."""
-
-    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-    #: The clients handed out, so that their channels are closed with the kernel.
-    clients: List[AsyncKernelClient] = List()
-
-    @default("ip")
-    def _unique_socket_prefix(self) -> str:
-        # jupyter_client's default, ``kernel-ipc`` in the working directory, makes kernels
-        # started at once by several processes race for the same socket files.
-        return str(Path(tempfile.gettempdir()) / f"nbtools-kernel-{uuid.uuid4().hex}-ipc")
-
-    def client(self, **kwargs: Any) -> AsyncKernelClient:  # type: ignore[override]
-        """Return a new client of this kernel, remembered so that it is closed with the kernel."""
-        client = super().client(**kwargs)
-        self.clients.append(client)
-        return client
-
-
-class SpareKernel:
-    """One stage kernel started ahead of its stage, with the heavy libraries already imported.
-
-    While a stage runs, :meth:`prepare` starts the next stage's kernel on a background thread
-    and imports pandas, scikit-learn, MLflow and nbtools in it silently (no history, so the
-    stage's execution counts still start at 1). :meth:`take` hands it over when it was started
-    in the same folder with the same environment as the stage's own kernel would be; otherwise
-    it is stopped and the stage starts a fresh kernel. The owner must call :meth:`close`, which
-    stops a kernel nobody took.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="nbtools-spare-kernel", daemon=True
-        )
-        self._thread.start()
-        self._spare: Future[_LocalKernelManager | None] | None = None
-        self._key: tuple[str, tuple[tuple[str, str], ...]] | None = None
-
-    def prepare(self, cwd: Path, env: Mapping[str, str]) -> None:
-        """Start a kernel in ``cwd`` with environment ``env`` in the background (if none waits)."""
-        if self._spare is None:
-            self._key = _kernel_key(cwd, env)
-            self._spare = asyncio.run_coroutine_threadsafe(_start_warm(cwd, dict(env)), self._loop)
-
-    def take(self, cwd: Path, env: Mapping[str, str]) -> _LocalKernelManager | None:
-        """Return the spare kernel if it fits a stage run in ``cwd`` with ``env``, else ``None``.
-
-        The caller owns the returned kernel and stops it with :meth:`stop`.
-        """
-        spare, key = self._spare, self._key
-        if spare is None:
-            return None
-        km = spare.result()  # an interrupt here leaves it to close()
-        self._spare = self._key = None
-        if km is not None and (key != _kernel_key(cwd, env) or not self._run(km.is_alive())):
-            self.stop(km)
-            return None
-        return km
-
-    def stop(self, km: _LocalKernelManager) -> None:
-        """Close the clients of ``km`` and kill its kernel at once."""
-        for client in km.clients:
-            client.stop_channels()
-        km.clients.clear()
-        self._run(_stop(km))
-
-    def close(self) -> None:
-        """Stop the kernel nobody took (waiting for it to finish starting) and the thread."""
-        spare, self._spare = self._spare, None
-        try:
-            km = None if spare is None else spare.result()
-            if km is not None:
-                self.stop(km)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-
-def _kernel_key(cwd: Path, env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return str(Path(cwd).resolve()), tuple(sorted(env.items()))
-
-
-async def _start_warm(cwd: Path, env: dict[str, str]) -> _LocalKernelManager | None:
-    """Start a kernel as nbclient would and import the heavy libraries; ``None`` if that fails."""
-    km = _LocalKernelManager(kernel_name=KERNEL_NAME)
-    try:
-        await km.start_kernel(cwd=str(cwd), env=env, extra_arguments=list(_KERNEL_ARGUMENTS))
-        client = km.client()
-        client.start_channels()
-        try:
-            await client.wait_for_ready(timeout=_START_TIMEOUT)
-            msg_id = client.execute(_WARM_UP, silent=True, store_history=False)
-            while True:
-                reply = await client.get_shell_msg(timeout=_START_TIMEOUT)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
-        finally:
-            client.stop_channels()
-            km.clients.clear()
-    except Exception:  # the stage then starts a fresh kernel, which reports any real problem
-        await _stop(km)
-        return None
-    if reply["content"]["status"] != "ok":
-        await _stop(km)
-        return None
-    return km
-
-
-async def _stop(km: _LocalKernelManager) -> None:
-    if km.has_kernel:
-        await km.shutdown_kernel(now=True)
-    else:
-        await km.cleanup_resources()
 
 
 class _KnownParametersOnly(logging.Filter):
@@ -181,7 +46,7 @@ def execute_stage(
     *,
     cwd: Path,
     timeout: int,
-    km: _LocalKernelManager | None = None,
+    km: LocalKernelManager | None = None,
 ) -> None:
     """Run a stage notebook with its parameters injected, saving the executed copy at ``output``.
 
@@ -196,12 +61,14 @@ def execute_stage(
     parameters : dict
         Values injected after the ``parameters`` cell.
     cwd : Path
-        Working directory of the kernel (the project folder).
+        Working directory of the kernel (the project folder), for a kernel started here.
     timeout : int
         Seconds one cell may run.
-    km : kernel manager, optional
-        A started kernel (from :class:`SpareKernel`) to run the cells in instead of a fresh
-        one; the caller stops it.
+    km : LocalKernelManager, optional
+        A kernel already running in ``cwd`` (from :class:`~nbtools.core.kernels.KernelPool`)
+        to run the cells in instead of a fresh one; the caller stops it. Stages can then
+        execute on several threads at once: Papermill does not change the process's working
+        directory for them.
 
     Raises
     ------
@@ -213,12 +80,13 @@ def execute_stage(
             str(notebook),
             str(output),
             parameters=parameters,
-            cwd=str(cwd),
+            # Papermill's chdir is process-wide; a kernel handed over already runs in cwd.
+            cwd=str(cwd) if km is None else None,
             kernel_name=KERNEL_NAME,
             language="python",
             progress_bar=False,
             execution_timeout=timeout,
-            kernel_manager_class=_LocalKernelManager,
+            kernel_manager_class=LocalKernelManager,
             # Every cell has run and its outputs arrived before the kernel is stopped, and the
             # cells write the stage's files synchronously: the graceful shutdown only waits.
             shutdown_kernel="immediate",

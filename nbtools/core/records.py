@@ -17,11 +17,12 @@ import json
 import os
 import secrets
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nbtools.core.errors import RunNotFoundError
+from nbtools.core.errors import RunNotFoundError, StageFailedError
 
 MANIFEST = "manifest.json"
 EXECUTED_NOTEBOOK = "output.ipynb"
@@ -153,3 +154,47 @@ def hash_outputs(stage_dir: Path) -> dict[str, str]:
                     digest.update(block)
             hashes[path.relative_to(stage_dir).as_posix()] = "sha256:" + digest.hexdigest()
     return hashes
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a pipeline run.
+
+    Parameters
+    ----------
+    run_id : str
+        The run's id, also the name of its record folder.
+    run_dir : Path
+        The run record folder.
+    mlflow_run_id : str or None
+        Id of the parent MLflow run; ``None`` when every stage was reused and nothing was logged.
+    manifest : dict
+        The final manifest.
+    error : StageFailedError or None
+        The first failure of the run, if any.
+    """
+
+    run_id: str
+    run_dir: Path
+    mlflow_run_id: str | None
+    manifest: dict[str, Any]
+    error: StageFailedError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether every stage of the run succeeded or was reused."""
+        return self.error is None
+
+    @property
+    def executed(self) -> list[str]:
+        """Names of the stages that were executed in this run (successfully or not)."""
+        return [
+            name
+            for name, record in self.manifest["stages"].items()
+            if record["status"] in ("succeeded", "failed")
+        ]
+
+    @property
+    def reused(self) -> list[str]:
+        """Names of the stages whose earlier outputs were reused."""
+        return [n for n, r in self.manifest["stages"].items() if r["status"] == "reused"]

@@ -1,30 +1,28 @@
-"""Where stage notebooks execute: in the runner's process, or in a pool of stage processes.
+"""Where stage notebooks execute: kernels driven from the runner's process, or Dask tasks.
 
-Papermill changes the working directory while it executes a notebook, so two notebooks never
-execute in one process at the same time: with ``jobs > 1`` each stage runs in a process of its
-own pool slot, each with its own kernel. The runner keeps the MLflow runs and the record; a stage
-process only executes the notebook and renders its HTML.
+Locally, each stage runs in a kernel of its own (the separate process) that the runner's
+process started, usually ahead of time, and drives from one thread per running stage; the
+kernels belong to the runner, so none outlives the run. On Dask, a stage is a task that
+executes its notebook on a worker. Either way the runner keeps the MLflow runs and the record;
+the stage only executes the notebook and renders its HTML.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import socket
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbtools.core.errors import InvalidParameterError, StageFailedError
 from nbtools.core.records import HTML_RECORD
 
-if TYPE_CHECKING:
-    from nbtools.core.executor import SpareKernel
-
 #: Where stages can execute.
 EXECUTORS = ("local", "dask")
-#: Thread-count variables of the numeric libraries, set per stage process to avoid oversubscription.
+#: Thread-count variables of the numeric libraries, set per stage kernel to avoid oversubscription.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -41,14 +39,62 @@ def run_stage_notebook(
     cwd: Path,
     timeout: int,
     environ: dict[str, str] | None = None,
-    spare: SpareKernel | None = None,
-    warm_next: bool = False,
 ) -> None:
-    """Execute one stage notebook and render its HTML record next to the executed copy.
+    """Execute one stage notebook in a fresh kernel and render its HTML record beside it.
 
-    ``environ`` is added to the environment of the stage's kernel (and restored afterwards).
-    With ``spare``, the stage runs in the spare kernel when it fits, and with ``warm_next``
-    the spare starts the next stage's kernel (same folder and environment) meanwhile.
+    This is how a stage runs as a task on a Dask worker. ``environ`` is added to the
+    environment of the stage's kernel (and restored afterwards).
+
+    Raises
+    ------
+    StageFailedError
+        When the notebook fails (the HTML record is rendered all the same), or when this
+        worker cannot reach the project folder.
+    """
+    from nbtools.core.executor import execute_stage
+
+    _require_shared(stage, notebook, executed)
+    saved = {name: os.environ.get(name) for name in environ or {}}
+    os.environ.update(environ or {})
+    try:
+        execute_stage(stage, notebook, executed, injected, cwd=cwd, timeout=timeout)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if executed.is_file():
+            _render(executed, executed.parent / HTML_RECORD)
+
+
+def _require_shared(stage: str, notebook: Path, executed: Path) -> None:
+    """Fail with what to do when this worker does not see the project folder at its path."""
+    missing = [str(p) for p in (notebook, executed.parent) if not p.exists()]
+    if missing:
+        raise StageFailedError(
+            stage,
+            f"the worker on host {socket.gethostname()} cannot reach the project folder: "
+            f"{' and '.join(missing)} must exist there but does not. Every Dask worker must "
+            "see the project folder at the same path: run the workers on this machine, or put "
+            "the project on a shared file system mounted at the same path on every worker",
+            None,
+            str(executed),
+        )
+
+
+def run_local_stage(
+    stage: str,
+    notebook: Path,
+    executed: Path,
+    injected: dict[str, Any],
+    cwd: Path,
+    timeout: int,
+    pool: LocalStagePool,
+) -> None:
+    """Execute one stage notebook in a kernel of ``pool`` and render its HTML record beside it.
+
+    The stage takes a kernel started ahead when one fits, or else starts one.
 
     Raises
     ------
@@ -57,22 +103,15 @@ def run_stage_notebook(
     """
     from nbtools.core.executor import execute_stage
 
-    km = None if spare is None else spare.take(cwd, {**os.environ, **(environ or {})})
-    if spare is not None and warm_next:
-        spare.prepare(cwd, os.environ)
-    saved = {name: os.environ.get(name) for name in environ or {}}
-    os.environ.update(environ or {})
+    kernels = pool.kernels
+    km = kernels.take(cwd, pool.env)
     try:
+        if km is None:
+            km = kernels.start(cwd, pool.env)
         execute_stage(stage, notebook, executed, injected, cwd=cwd, timeout=timeout, km=km)
     finally:
         if km is not None:
-            assert spare is not None
-            spare.stop(km)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            kernels.stop(km)
         if executed.is_file():
             _render(executed, executed.parent / HTML_RECORD)
 
@@ -86,33 +125,41 @@ def _render(executed: Path, target: Path) -> None:
         target.write_text("<pre>" + traceback.format_exc() + "</pre>", encoding="utf-8")
 
 
-class InlineExecutor(Executor):
-    """Runs each submitted call at once in the calling process (``jobs=1``).
+class LocalStagePool(Executor):
+    """Runs stages on this machine, up to ``jobs`` at once, each in a kernel of its own.
 
-    Exceptions are kept in the returned future; interrupts (``KeyboardInterrupt``) propagate.
-    Its :meth:`spare_kernel` starts the next stage's kernel while a stage runs; shutting the
-    executor down stops a spare kernel nobody used.
+    The stage kernels are the separate processes; the runner's process only drives them, on
+    one thread per running stage (with one job, in the calling thread). Every kernel belongs
+    to :attr:`kernels`, which starts them ahead while stages run; shutting the pool down stops
+    them all, including the kernel of a stage still running when the run is interrupted.
+
+    Parameters
+    ----------
+    jobs : int
+        Stages run at once.
     """
 
-    def __init__(self) -> None:
-        self._spare: SpareKernel | None = None
+    def __init__(self, jobs: int) -> None:
+        from nbtools.core.kernels import KernelPool
 
-    def spare_kernel(self) -> SpareKernel:
-        """Return the spare kernel of this executor's stages (made on first need)."""
-        if self._spare is None:
-            from nbtools.core.executor import SpareKernel
-
-            self._spare = SpareKernel()
-        return self._spare
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the spare kernel, if any (calls already ran when they were submitted)."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.close()
+        self.jobs = jobs
+        self.kernels = KernelPool(ahead=jobs + 1)
+        #: The environment of every stage kernel; with several jobs, numeric libraries get
+        #: their share of the cores (unless the user set a limit already).
+        self.env = dict(os.environ)
+        self._threads: ThreadPoolExecutor | None = None
+        if jobs > 1:
+            threads = str(max(1, default_jobs() // jobs))
+            self.env.update({name: threads for name in THREAD_VARIABLES if name not in os.environ})
+            self._threads = ThreadPoolExecutor(jobs, thread_name_prefix="nbtools-stage")
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Call ``fn(*args, **kwargs)`` now and return a finished future."""
+        """Run ``fn(*args, **kwargs)`` on a stage thread (with one job: now, in this thread).
+
+        With one job, exceptions are kept in the returned future and interrupts propagate.
+        """
+        if self._threads is not None:
+            return self._threads.submit(fn, *args, **kwargs)
         future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -120,17 +167,28 @@ class InlineExecutor(Executor):
             future.set_exception(exc)
         return future
 
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the stage kernels and the threads.
+
+        With ``wait``, running stages finish first; without it, their kernels are stopped,
+        which ends them at once.
+        """
+        if self._threads is not None and wait:
+            self._threads.shutdown(wait=True, cancel_futures=cancel_futures)
+        self.kernels.close()
+        if self._threads is not None and not wait:
+            self._threads.shutdown(wait=True, cancel_futures=cancel_futures)
+
 
 def stage_pool(jobs: int, executor: str = "local", scheduler: str | None = None) -> Executor:
-    """Return an executor running up to ``jobs`` stages at once, each in its own process.
+    """Return an executor running up to ``jobs`` stages at once, each in its own kernel.
 
     Parameters
     ----------
     jobs : int
-        Stages run at once. Locally with one job, stages run in the calling process, which
-        saves starting a process.
+        Stages run at once.
     executor : {"local", "dask"}
-        Where stages run: processes on this machine, or tasks on a Dask cluster.
+        Where stages run: kernels on this machine, or tasks on a Dask cluster.
     scheduler : str, optional
         Address of the Dask scheduler; without it the dask executor starts a local cluster
         of ``jobs`` workers.
@@ -148,25 +206,18 @@ def stage_pool(jobs: int, executor: str = "local", scheduler: str | None = None)
         from nbtools.core.dask_executor import DaskStagePool
 
         return DaskStagePool(scheduler, jobs)
-    if jobs <= 1:
-        return InlineExecutor()
-    threads = max(1, default_jobs() // jobs)
-    return ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_limit_threads,
-        initargs=(threads,),
-    )
-
-
-def _limit_threads(threads: int) -> None:
-    for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, str(threads))
+    return LocalStagePool(jobs)
 
 
 def stage_error(stage: str, executed: Path, exc: BaseException) -> StageFailedError:
-    """Return ``exc`` as the :class:`StageFailedError` of ``stage`` (a dead stage process too)."""
+    """Return ``exc`` as the :class:`StageFailedError` of ``stage`` (a lost Dask worker too)."""
     if isinstance(exc, StageFailedError):
         return exc
-    reason = f"the stage process stopped ({type(exc).__name__}: {exc})"
+    if type(exc).__name__ == "KilledWorker":  # distributed's error, without importing it
+        reason = (
+            "the Dask worker running it died, and so did the worker of every retry "
+            f"({exc}); the stage never finished"
+        )
+    else:
+        reason = f"the stage could not run ({type(exc).__name__}: {exc})"
     return StageFailedError(stage, reason, None, str(executed))

@@ -1,8 +1,10 @@
 """Parameter sweeps: one pipeline run per combination of values, sharing unchanged stages.
 
 A sweep comes from the command line (``-p train.C=0.1,1,10``) or from the ``sweep`` section of
-``pipeline.yaml``. Each combination is an ordinary run; the stage cache makes every stage
-upstream of the swept parameters execute once and be reused by the other variants.
+``pipeline.yaml``. Each combination is an ordinary run, and the variants run at the same time
+on one pool of stage slots (or one Dask cluster); the stage cache, and the claim a run holds
+on a stage while it executes it, make every stage upstream of the swept parameters execute
+once and be reused by the other variants.
 
 The rule for ``-p NAME=A,B,C``: an unquoted value with commas is a sweep over the values,
 unless the parameter it sets is a list or a mapping, where it keeps its YAML meaning
@@ -12,7 +14,8 @@ unless the parameter it sets is a list or a mapping, where it keeps its YAML mea
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,9 @@ from typing import Any
 import yaml
 
 from nbtools.core.params import parse_assignment
-from nbtools.core.runner import RunResult, run_pipeline
+from nbtools.core.records import RunResult
+from nbtools.core.runner import run_pipeline
+from nbtools.core.scheduler import LocalStagePool, default_jobs, stage_pool
 from nbtools.core.spec import Pipeline, load_pipeline
 
 #: Recorded values with this prefix are the held-out metrics a comparison shows.
@@ -101,7 +106,12 @@ def run_sweep(
     overrides: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> list[Variant]:
-    """Run the pipeline once per combination of swept values.
+    """Run the pipeline once per combination of swept values, the variants at the same time.
+
+    With more than one job (or on Dask) the variants run concurrently on one shared pool of
+    ``jobs`` stage slots (or one cluster): a stage upstream of every swept parameter executes
+    once, and the other variants wait for it and reuse it; the stages that differ run as
+    parallel tasks. With one job the variants run one after the other.
 
     Parameters
     ----------
@@ -113,19 +123,59 @@ def run_sweep(
     overrides : mapping, optional
         Values fixed for every variant.
     **options
-        Passed to :func:`~nbtools.core.runner.run_pipeline` (``profile``, ``jobs``, ...).
+        Passed to :func:`~nbtools.core.runner.run_pipeline` (``profile``, ``jobs``,
+        ``executor``, ``scheduler``, ``echo``, ...).
 
     Returns
     -------
     list of Variant
         One per combination, in order. Every combination is validated before any runs.
+
+    Raises
+    ------
+    ClusterError
+        When the Dask scheduler cannot be reached.
     """
     pipeline = load_pipeline(project_dir)
     combos = variants(pipeline.sweep if swept is None else swept)
     for combo in combos:  # every variant's parameters are checked before anything runs
         pipeline.resolve(options.get("profile"), {**(overrides or {}), **combo})
     fixed = dict(overrides or {})
-    return [
-        Variant(combo, run_pipeline(project_dir, overrides={**fixed, **combo}, **options))
-        for combo in combos
-    ]
+    jobs = options.get("jobs") or default_jobs()
+    executor = options.get("executor", "local")
+    if len(combos) < 2 or (jobs < 2 and executor == "local"):
+        return [
+            Variant(combo, run_pipeline(project_dir, overrides={**fixed, **combo}, **options))
+            for combo in combos
+        ]
+    pool = stage_pool(jobs, executor, options.get("scheduler"))
+    if isinstance(pool, LocalStagePool):  # the first stage's kernel starts at once
+        pool.kernels.prepare(pipeline.project_dir, pool.env)
+    say = options.pop("echo", None) or (lambda _line: None)
+    threads = ThreadPoolExecutor(len(combos), thread_name_prefix="nbtools-variant")
+    try:
+        futures = [
+            threads.submit(
+                run_pipeline,
+                project_dir,
+                overrides={**fixed, **combo},
+                pool=pool,
+                echo=_labelled(say, combo),
+                **options,
+            )
+            for combo in combos
+        ]
+        results = [future.result() for future in futures]
+    except BaseException:  # stop every stage kernel, so that the variants end at once
+        pool.shutdown(wait=False, cancel_futures=True)
+        threads.shutdown(wait=True, cancel_futures=True)
+        raise
+    threads.shutdown()
+    pool.shutdown()
+    return [Variant(combo, result) for combo, result in zip(combos, results, strict=True)]
+
+
+def _labelled(say: Callable[[str], None], combo: Mapping[str, Any]) -> Callable[[str], None]:
+    """Return ``say`` with each line prefixed by the variant's values (variants interleave)."""
+    label = ", ".join(f"{key}={value}" for key, value in combo.items())
+    return lambda line: say(f"[{label}] {line.strip()}")

@@ -44,10 +44,16 @@ def _free_port() -> int:
         return port
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as handle:
         return subprocess.Popen(
-            args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -71,7 +77,10 @@ def _mlflow_up(url: str) -> bool:
 def cluster(
     tmp_path_factory: pytest.TempPathFactory, migrated_db: Path
 ) -> Iterator[dict[str, str]]:
-    """A scheduler, two single-threaded workers and an MLflow server, as separate processes."""
+    """A scheduler, two single-threaded workers and an MLflow server, as separate processes.
+
+    The workers run under nannies, which restart a worker process that dies.
+    """
     from distributed import Client
 
     logs = tmp_path_factory.mktemp("cluster")
@@ -91,6 +100,8 @@ def cluster(
                 "--no-dashboard",
             ],
             logs / "scheduler.log",
+            # A task whose worker dies is retried once elsewhere, then fails (KilledWorker).
+            {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
         ),
         _start([*worker, "--name", "w1"], logs / "w1.log"),
         _start([*worker, "--name", "w2"], logs / "w2.log"),
@@ -179,3 +190,69 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path: Path, migrated_db: 
     manifest = json.loads(record.read_text())
     assert manifest["status"] == "failed" and "ClusterError" in manifest["error"]
     assert manifest["stages"]["produce"]["status"] == "not run"
+
+
+DOOMED = """\
+import os, signal
+os.kill(os.getppid(), signal.SIGKILL)  # the Dask worker executing this stage, every time
+"""
+
+
+def test_a_stage_whose_workers_keep_dying_fails_cleanly_and_the_other_branch_finishes(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    root = _project(tmp_path / "project", cluster["tracking_uri"])
+    nb = nbformat.read(root / "flaky.ipynb", as_version=4)
+    nb.cells[2].source = nb.cells[2].source.replace('"flaky"', '"doomed"')
+    nb.cells[3].source = DOOMED
+    nbformat.write(nb, root / "doomed.ipynb")
+    (root / "pipeline.yaml").write_text(
+        f"name: on-dask\ntracking_uri: {cluster['tracking_uri']}\nstages:\n"
+        "  doomed: {notebook: doomed.ipynb}\n"
+        "  consume: {notebook: consume.ipynb, inputs: [doomed]}\n"
+        "  produce: {notebook: produce.ipynb}\n",
+        encoding="utf-8",
+    )
+    result = run_pipeline(root, executor="dask", scheduler=cluster["scheduler"], jobs=2)
+
+    assert not result.succeeded
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    stages = manifest["stages"]
+    assert manifest["status"] == "failed"
+    assert {n: s["status"] for n, s in stages.items()} == {
+        "doomed": "failed",
+        "consume": "not run",
+        "produce": "succeeded",
+    }
+    message = stages["doomed"]["error"]["message"]
+    assert "Dask worker running it died" in message and "every retry" in message
+    assert manifest["error"].startswith("Stage 'doomed' failed")
+    client = MlflowClient(tracking_uri=cluster["tracking_uri"])
+    assert client.get_run(stages["doomed"]["mlflow_run_id"]).info.status == "FAILED"
+    assert client.get_run(result.mlflow_run_id or "").info.status == "FAILED"
+
+
+def test_sweep_variants_run_as_parallel_tasks_on_the_cluster(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    from nbtools.core.sweep import run_sweep
+
+    root = _project(tmp_path / "project", cluster["tracking_uri"])
+    shutil.copy(FIXTURES / "meets.ipynb", root / "meets.ipynb")
+    (root / "pipeline.yaml").write_text(
+        f"name: on-dask\ntracking_uri: {cluster['tracking_uri']}\nstages:\n"
+        "  produce: {notebook: produce.ipynb}\n"
+        "  meets: {notebook: meets.ipynb, inputs: [produce]}\n",
+        encoding="utf-8",
+    )
+    variants = run_sweep(
+        root, {"meets.name": ["a", "b"]}, executor="dask", scheduler=cluster["scheduler"], jobs=2
+    )
+
+    assert [v.result.succeeded for v in variants] == [True, True]
+    for variant in variants:  # each met the other: they ran at once, on the two workers
+        manifest = variant.result.manifest
+        assert manifest["executor"] == "dask"
+        assert manifest["stages"]["meets"]["recorded"]["met"] == ["a", "b"]
+    produce = [v.result.manifest["stages"]["produce"]["status"] for v in variants]
+    assert sorted(produce) == ["reused", "succeeded"]

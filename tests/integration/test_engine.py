@@ -92,7 +92,7 @@ def test_only_runs_one_stage_on_the_outputs_already_there(make_project) -> None:
 
 
 def test_a_failed_branch_stops_its_dependants_and_lets_the_other_branch_finish(
-    make_project,
+    make_project, child_kernels
 ) -> None:
     root = make_project(
         """
@@ -116,6 +116,7 @@ def test_a_failed_branch_stops_its_dependants_and_lets_the_other_branch_finish(
     assert client.get_run(stages["raises"]["mlflow_run_id"]).info.status == "FAILED"
     assert client.get_run(stages["consume"]["mlflow_run_id"]).info.status == "FINISHED"
     assert client.get_run(result.mlflow_run_id or "").info.status == "FAILED"
+    assert child_kernels() == []
 
 
 GATE = """\
@@ -248,3 +249,24 @@ def test_a_sweep_shares_upstream_stages_and_compares_the_variants(make_project) 
     table = result.output.split("Sweep comparison:")[1].splitlines()
     assert table[1].split()[:2] == ["consume.factor", "status"]
     assert table[2].split()[:2] == ["2", "succeeded"] and table[3].split()[:2] == ["3", "succeeded"]
+
+
+def test_sweep_variants_run_at_the_same_time_and_share_the_upstream_stage(
+    make_project, child_kernels
+) -> None:
+    from nbtools.core.sweep import run_sweep
+
+    root = make_project(
+        "produce: {notebook: produce.ipynb}\nmeets: {notebook: meets.ipynb, inputs: [produce]}"
+    )
+    variants = run_sweep(root, {"meets.name": ["a", "b"]}, jobs=2)
+
+    assert [v.result.succeeded for v in variants] == [True, True]
+    assert [v.result.manifest["stages"]["meets"]["recorded"]["met"] for v in variants] == [
+        ["a", "b"],
+        ["a", "b"],
+    ]
+    produce = [v.result.manifest["stages"]["produce"] for v in variants]
+    assert sorted(p["status"] for p in produce) == ["reused", "succeeded"]
+    assert produce[0]["output_dir"] == produce[1]["output_dir"]
+    assert child_kernels() == []

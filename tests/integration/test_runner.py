@@ -114,34 +114,20 @@ def test_a_failed_stage_is_recorded_as_failed_everywhere(
     assert client.get_run(result.mlflow_run_id).info.status == "FAILED"
 
 
-def _kernels_of_this_process() -> list[str]:
-    """Command lines of this process's child kernels, and of children left as zombies."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and ("ipykernel_launcher" in command or fields[0] == "Z"):
-            found.append(command or f"zombie {stat.parent.name}")
-    return found
-
-
 def _execution_counts(notebook: str) -> list[int]:
     saved = nbformat.read(notebook, as_version=4)
     return [c.execution_count for c in saved.cells if c.cell_type == "code"]
 
 
 def test_one_job_runs_the_next_stage_in_a_kernel_started_ahead_and_leaves_none(
-    make_project,
+    make_project, child_kernels
 ) -> None:
     root = make_project(TWO_STAGES)
     result = run_pipeline(root, jobs=1, overrides={"produce.rows": 4, "factor": 3})
 
     assert result.succeeded
     assert result.manifest["stages"]["consume"]["recorded"] == {"total": 18.0}
-    assert _kernels_of_this_process() == []
+    assert child_kernels() == []
     for record in result.manifest["stages"].values():
         counts = _execution_counts(record["executed_notebook"])
         assert counts == list(range(1, len(counts) + 1))
@@ -149,7 +135,7 @@ def test_one_job_runs_the_next_stage_in_a_kernel_started_ahead_and_leaves_none(
 
 @pytest.mark.parametrize("notebook", ["raises", "dies"])
 def test_a_kernel_started_for_a_stage_that_never_runs_is_stopped(
-    make_project, notebook: str
+    make_project, child_kernels, notebook: str
 ) -> None:
     root = make_project(
         f"{notebook}: {{notebook: {notebook}.ipynb}}\n"
@@ -159,13 +145,14 @@ def test_a_kernel_started_for_a_stage_that_never_runs_is_stopped(
 
     assert not result.succeeded
     assert result.manifest["stages"]["produce"]["status"] == "not run"
-    assert _kernels_of_this_process() == []
+    assert child_kernels() == []
 
 
 def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
-    tmp_path: Path,
+    tmp_path: Path, child_kernels
 ) -> None:
-    from nbtools.core.executor import SpareKernel, execute_stage
+    from nbtools.core.executor import execute_stage
+    from nbtools.core.kernels import KernelPool
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -178,7 +165,7 @@ def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     ]
     nbformat.write(notebook, tmp_path / "probe.ipynb")
     env = {**os.environ, "NBTOOLS_TEST_X": "1"}
-    spare = SpareKernel()
+    spare = KernelPool()
     try:
         spare.prepare(tmp_path, os.environ)
         assert spare.take(tmp_path, env) is None  # another environment: not handed over
@@ -204,4 +191,4 @@ def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen == {"cwd": str(tmp_path), "x": "1", "imported": True}
     assert _execution_counts(str(tmp_path / "out.ipynb")) == [1, 2]
-    assert _kernels_of_this_process() == []
+    assert child_kernels() == []
