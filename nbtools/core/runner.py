@@ -326,8 +326,11 @@ class _Run:
         except BaseException as exc:  # an interrupt or a crash of the runner itself
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
-            self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
-            self._close(succeeded=False)
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGINT from `cancel`
+                self.manifest["error"] = "The run was cancelled before it finished."
+            else:
+                self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
+            self._close(succeeded=False, cancelled=isinstance(exc, KeyboardInterrupt))
             raise
         if self.pool is not None:
             self.pool.shutdown()
@@ -561,7 +564,7 @@ class _Run:
             self.manifest["mlflow"]["parent_run_id"] = self.parent
         return self.tracker, self.parent
 
-    def _close(self, *, succeeded: bool) -> None:
+    def _close(self, *, succeeded: bool, cancelled: bool = False) -> None:
         for record in self.manifest["stages"].values():
             if record["status"] == "running":
                 record["status"] = "failed"
@@ -574,7 +577,9 @@ class _Run:
                     self.tracker.finish(record["mlflow_run_id"], succeeded=False)
             elif record["status"] == "pending":
                 record["status"] = "not run"
-        self.manifest["status"] = "succeeded" if succeeded else "failed"
+        self.manifest["status"] = (
+            "succeeded" if succeeded else "cancelled" if cancelled else "failed"
+        )
         self.manifest["finished_at"] = now()
         self.manifest["duration_s"] = round(time.monotonic() - self.started, 2)
         path = write_manifest(self.run_dir, self.manifest)
