@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 LABEXT := nbtools/labextension/package.json
 LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
-	labextension/package.json labextension/package-lock.json labextension/tsconfig.json
+	labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
+	labextension/build.sh
 
 .PHONY: demo test lint install chromium node labextension
 
@@ -23,9 +24,7 @@ install: $(BIN)/.installed $(LABEXT)
 # JupyterLab finds it (share/jupyter/labextensions/nbtools). Wheels ship it prebuilt.
 
 $(LABEXT): $(BIN)/.installed $(LABEXT_SOURCES) | node
-	cd labextension && npm ci --no-audit --no-fund --loglevel=error && npx tsc
-	cd labextension && node node_modules/@jupyterlab/builder/lib/build-labextension.js \
-	  --core-path "$$($(abspath $(BIN))/python -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" .
+	PYTHON=$(abspath $(BIN))/python labextension/build.sh
 	$(BIN)/pip install --quiet --no-deps -e .
 
 labextension: $(LABEXT)
