@@ -26,9 +26,9 @@ def run_status(manifest: Mapping[str, Any]) -> str:
     """
     status = str(manifest.get("status"))
     owner = manifest.get("process") or {}
-    if status == "running" and owner.get("host") == socket.gethostname():
-        if not process_alive(owner.get("pid")):
-            return INTERRUPTED
+    here = owner.get("host") == socket.gethostname()
+    if status == "running" and here and not process_alive(owner.get("pid")):
+        return INTERRUPTED
     return status
 
 

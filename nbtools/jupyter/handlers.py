@@ -4,7 +4,7 @@ Every request names its project with ``?path=DIR``, a folder relative to the Jup
 file browser's folder); the project is the nearest folder at or above it holding
 ``pipeline.yaml``. Paths that leave the Jupyter root or the project are refused with 403.
 
-==========================================  =====  ==================================================
+==========================================  =====  =================================================
 ``/nbtools/api/project``                    GET    pipeline name, stages in order, their parameters
 ``/nbtools/api/runs``                       GET    run history, newest first (summaries)
 ``/nbtools/api/runs``                       POST   start a run (body: see ``run_arguments``) → 202
@@ -12,8 +12,8 @@ file browser's folder); the project is the nearest folder at or above it holding
 ``/nbtools/api/runs/<id>/cancel``           POST   interrupt a running run → 202
 ``/nbtools/api/runs/<id>/record``           GET    ``?stage=S&kind=notebook|html``: file to open
 ``/nbtools/api/runs/<id>/mlflow``           GET    the run's page in the MLflow UI
-``/nbtools/api/compare``                    GET    ``?runs=A,B``: parameters and values side by side
-==========================================  =====  ==================================================
+``/nbtools/api/compare``                    GET    ``?runs=A,B``: parameters, values side by side
+==========================================  =====  =================================================
 """
 
 from __future__ import annotations

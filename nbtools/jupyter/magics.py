@@ -119,4 +119,3 @@ def _command(args: list[str]) -> None:
 def register(ipython: Any) -> None:
     """Register the ``%nbtools`` magic with an IPython shell."""
     ipython.register_magics(NbtoolsMagics)
-

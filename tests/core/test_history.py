@@ -46,7 +46,5 @@ def test_comparison_marks_what_differs() -> None:
     table = compare_runs(_manifest("r1", 10, 1), _manifest("r2", 20, 1))
 
     assert table["runs"] == ["r1", "r2"]
-    assert table["parameters"] == [
-        {"name": "produce.rows", "values": [10, 20], "differs": True}
-    ]
+    assert table["parameters"] == [{"name": "produce.rows", "values": [10, 20], "differs": True}]
     assert {"name": "evaluate.test_f1", "values": [0.8, 0.8], "differs": False} in table["values"]

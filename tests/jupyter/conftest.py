@@ -89,7 +89,9 @@ def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 break
             except httpx.TransportError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Jupyter did not start; see {settings / 'server.log'}")
+                    raise RuntimeError(
+                        f"Jupyter did not start; see {settings / 'server.log'}"
+                    ) from None
                 time.sleep(0.2)  # polling interval while waiting on the deadline
         yield client
     finally:
@@ -101,4 +103,3 @@ def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
-

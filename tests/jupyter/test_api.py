@@ -70,7 +70,9 @@ def test_a_run_started_through_the_api_is_a_full_run_record(
     assert record["path"] == f"proj/runs/{first['run_id']}/02_consume/output.html"
     assert "total" in (jupyter_root / record["path"]).read_text(encoding="utf-8")
 
-    comparison = api.get("/compare", params={**PROJECT, "runs": f"{first['run_id']},{second['run_id']}"})
+    comparison = api.get(
+        "/compare", params={**PROJECT, "runs": f"{first['run_id']},{second['run_id']}"}
+    )
     rows = {row["name"]: row for row in comparison.json()["parameters"]}
     assert rows["produce.rows"] == {"name": "produce.rows", "values": [4, 10], "differs": True}
     assert rows["consume.factor"]["differs"] is False
@@ -134,7 +136,9 @@ def test_a_record_pointing_outside_the_project_is_refused(
     manifest["stages"]["produce"]["html"] = str(jupyter_root / "secret.txt")
     manifest_path.write_text(json.dumps(manifest))
 
-    reply = api.get(f"/runs/{run_id}/record", params={**PROJECT, "stage": "produce", "kind": "html"})
+    reply = api.get(
+        f"/runs/{run_id}/record", params={**PROJECT, "stage": "produce", "kind": "html"}
+    )
     unknown = api.get(f"/runs/{run_id}/record", params={**PROJECT, "stage": "nope"})
 
     assert reply.status_code == 403
