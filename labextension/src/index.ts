@@ -300,7 +300,7 @@ class PipelinePanel extends Widget {
       const status = state?.status ?? '-';
       const how = state?.reused_from ? `cached from ${state.reused_from}` : state?.why ?? '';
       const actions = element(
-        'td',
+        'div',
         { class: 'nbtools-actions' },
         button('▶', `Run only ${stage.name}`, () => void this.run('stage', stage.name)),
         button('⇥', `Run ${stage.name} and everything after it`, () =>
@@ -320,10 +320,9 @@ class PipelinePanel extends Widget {
       return element(
         'tr',
         { 'data-stage': stage.name, class: `nbtools-status-${status.replace(' ', '-')}` },
-        element('td', {}, stage.name),
+        element('td', {}, element('div', { class: 'nbtools-stage-name' }, stage.name), actions),
         element('td', { class: 'nbtools-stage-status', title: how }, status),
-        element('td', {}, seconds(state?.duration_s)),
-        actions
+        element('td', {}, seconds(state?.duration_s))
       );
     });
     const title = run ? `Stages in run ${run.run_id}` : 'Stages (no run yet)';
@@ -382,11 +381,18 @@ class PipelinePanel extends Widget {
           title: run.error ?? 'Show this run’s stages'
         },
         element('td', {}, check),
-        element('td', { class: 'nbtools-run-id' }, run.run_id),
-        element('td', { class: 'nbtools-run-status' }, run.status),
-        element('td', {}, seconds(run.duration_s)),
-        element('td', {}, `${executed} run, ${reused} cached`),
-        element('td', { class: 'nbtools-metrics' }, metrics),
+        element(
+          'td',
+          { class: 'nbtools-run-cell' },
+          element('div', { class: 'nbtools-run-id' }, run.run_id),
+          element(
+            'div',
+            { class: 'nbtools-run-detail' },
+            element('span', { class: 'nbtools-run-status' }, run.status),
+            ` · ${seconds(run.duration_s)} · ${executed} run, ${reused} cached`
+          ),
+          element('div', { class: 'nbtools-metrics' }, metrics)
+        ),
         actions
       );
       row.classList.toggle('nbtools-selected', run.run_id === this.selected);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -136,7 +137,7 @@ class RunLauncher:
         """
         log_dir = pipeline.project_dir / _JOBS_DIR
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log_path = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "nbtools", *args],

@@ -78,6 +78,8 @@ def test_run_watch_open_record_and_compare_from_the_panel(sidebar, pipe: Path) -
 
     panel.locator('tr[data-stage="consume"] .nbtools-open-html').click()
     page.locator(".lm-TabBar-tab", has_text="output.html").wait_for()
+    record = page.frame_locator(".jp-HTMLViewer iframe").locator("body")
+    record.get_by_text("stage.record('total'", exact=False).first.wait_for()
     _shot(page, "pipeline_panel_html_record")
 
     panel.locator(".nbtools-parameters").fill("produce.rows=5")

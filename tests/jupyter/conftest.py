@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ import pytest
 
 FIXTURES = Path(__file__).parent.parent / "notebooks"
 STARTUP_SECONDS = 60
+MLFLOW_UI = "http://127.0.0.1:5000"
 PIPELINE = """\
 name: lab-fixture
 tracking_uri: sqlite:///mlflow.db
@@ -52,12 +54,16 @@ def jupyter_root(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) ->
     return root
 
 
-@pytest.fixture(scope="session")
-def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """An HTTP client for the server's ``/nbtools/api/`` with the server's token."""
+@contextmanager
+def _jupyter_server(root: Path, settings: Path) -> Iterator[httpx.Client]:
+    """Run a Jupyter server on ``root``; yield a client of its ``/nbtools/api/`` with its token."""
     port, token = _free_port(), secrets.token_hex(16)
-    settings = tmp_path_factory.mktemp("jupyter-settings")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(settings / "config")}
+    settings.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(settings / "config"),
+        "NBTOOLS_MLFLOW_UI": MLFLOW_UI,  # only turned into links; nothing listens there
+    }
     log = (settings / "server.log").open("w")
     server = subprocess.Popen(
         [
@@ -69,9 +75,9 @@ def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             f"--IdentityProvider.token={token}",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}",
-            f"--ServerApp.root_dir={jupyter_root}",
+            f"--ServerApp.root_dir={root}",
         ],
-        cwd=jupyter_root,
+        cwd=root,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -103,3 +109,16 @@ def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def api(jupyter_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A client of the session's Jupyter server on ``jupyter_root``."""
+    with _jupyter_server(jupyter_root, tmp_path_factory.mktemp("jupyter-settings")) as client:
+        yield client
+
+
+@pytest.fixture
+def jupyter_server() -> Callable[[Path, Path], AbstractContextManager[httpx.Client]]:
+    """Start a Jupyter server of one's own: ``with jupyter_server(root, settings) as client``."""
+    return _jupyter_server

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.jupyter
 PROJECT = {"path": "proj"}
@@ -39,6 +40,7 @@ def test_project_shows_the_stages_in_pipeline_order(api: httpx.Client) -> None:
     project = reply.json()
     assert project["name"] == "lab-fixture"
     assert project["path"] == "proj"
+    assert project["mlflow_ui"] is True
     assert [s["name"] for s in project["stages"]] == ["produce", "consume", "sleeps"]
     rows = next(s for s in project["stages"] if s["name"] == "produce")["parameters"]
     assert {"name": "rows", "kind": "int", "accepts": "an int in the range [1, 1000]"} in rows
@@ -69,6 +71,16 @@ def test_a_run_started_through_the_api_is_a_full_run_record(
     ).json()
     assert record["path"] == f"proj/runs/{first['run_id']}/02_consume/output.html"
     assert "total" in (jupyter_root / record["path"]).read_text(encoding="utf-8")
+
+    mlflow = api.get(f"/runs/{first['run_id']}/mlflow", params=PROJECT).json()
+    experiment = (
+        MlflowClient(f"sqlite:///{jupyter_root / 'proj' / 'mlflow.db'}")
+        .get_run(manifest["mlflow"]["parent_run_id"])
+        .info.experiment_id
+    )
+    assert mlflow["url"] == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{manifest['mlflow']['parent_run_id']}"
+    )
 
     comparison = api.get(
         "/compare", params={**PROJECT, "runs": f"{first['run_id']},{second['run_id']}"}
@@ -168,3 +180,18 @@ def test_a_folder_without_a_project_and_an_unknown_run_are_not_found(
     assert "No pipeline.yaml" in project.json()["message"]
     assert run.status_code == 404
     assert "match the id" in run.json()["message"]
+
+
+def test_a_run_outlives_the_server_that_started_it(
+    jupyter_server, jupyter_root: Path, tmp_path: Path
+) -> None:
+    body = {"mode": "stage", "stage": "sleeps", "parameters": {"sleeps.seconds": 4}}
+    with jupyter_server(jupyter_root, tmp_path / "first") as first:
+        run_id = start(first, body)
+        assert wait_for(first, run_id, until="stage")["status"] == "running"
+
+    with jupyter_server(jupyter_root, tmp_path / "second") as second:
+        run = wait_for(second, run_id)
+
+    assert run["status"] == "succeeded"
+    assert run["stages"]["sleeps"]["status"] == "succeeded"
