@@ -225,7 +225,7 @@ class RecordHandler(_Base):
                 f"Stage '{stage}' of run {manifest['run_id']} has no {kind} record "
                 f"(status {record['status']}).",
             )
-        found = self.inside(pipeline.project_dir, path, "the project")
+        found = self.inside(pipeline.project_dir, pipeline.project_dir / path, "the project")
         self.reply({"path": self.relative(found), "reused_from": record.get("reused_from")})
 
 
@@ -280,7 +280,7 @@ def setup_handlers(web_app: web.Application) -> None:
     """Add the nbtools API handlers to the Jupyter server's Tornado application."""
     web_app.settings["nbtools_launcher"] = RunLauncher()
     base = url_path_join(web_app.settings["base_url"], "nbtools", "api")
-    run = r"/runs/(?P<run_id>[\w.-]+)"
+    run = r"/runs/(?P<run_id>[\w-]+)"  # run ids (or their prefixes): no dots, no slashes
     web_app.add_handlers(
         ".*$",
         [

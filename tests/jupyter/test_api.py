@@ -146,15 +146,18 @@ def test_a_record_pointing_outside_the_project_is_refused(
     manifest_path = jupyter_root / "proj" / "runs" / run_id / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["stages"]["produce"]["html"] = str(jupyter_root / "secret.txt")
+    manifest["stages"]["produce"]["executed_notebook"] = "../secret.txt"
     manifest_path.write_text(json.dumps(manifest))
 
-    reply = api.get(
-        f"/runs/{run_id}/record", params={**PROJECT, "stage": "produce", "kind": "html"}
-    )
+    replies = [
+        api.get(f"/runs/{run_id}/record", params={**PROJECT, "stage": "produce", "kind": kind})
+        for kind in ("html", "notebook")
+    ]
     unknown = api.get(f"/runs/{run_id}/record", params={**PROJECT, "stage": "nope"})
 
-    assert reply.status_code == 403
-    assert "is outside the project" in reply.json()["message"]
+    for reply in replies:
+        assert reply.status_code == 403
+        assert "is outside the project" in reply.json()["message"]
     assert unknown.status_code == 404
     assert "has no stage 'nope'" in unknown.json()["message"]
 
