@@ -22,7 +22,6 @@ install: $(BIN)/.installed $(LABEXT)
 # The JupyterLab extension: TypeScript in labextension/, built against the installed JupyterLab
 # into nbtools/labextension/ (git-ignored), which the editable install then copies to where
 # JupyterLab finds it (share/jupyter/labextensions/nbtools). Wheels ship it prebuilt.
-
 $(LABEXT): $(BIN)/.installed $(LABEXT_SOURCES) | node
 	PYTHON=$(abspath $(BIN))/python labextension/build.sh
 	$(BIN)/pip install --quiet --no-deps -e .
