@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
+LABEXT := nbtools/labextension/package.json
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
+	labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
+	labextension/build.sh
 
-.PHONY: demo test lint install chromium
+.PHONY: demo test lint install chromium node labextension
 
 # Create the virtual environment and install nbtools with its test tools (again when pyproject changes).
 $(BIN)/.installed: pyproject.toml
@@ -13,10 +17,25 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed $(LABEXT)
+
+# The JupyterLab extension: TypeScript in labextension/, built against the installed JupyterLab
+# into nbtools/labextension/ (git-ignored), which the editable install then copies to where
+# JupyterLab finds it (share/jupyter/labextensions/nbtools). Wheels ship it prebuilt.
+$(LABEXT): $(BIN)/.installed $(LABEXT_SOURCES) | node
+	PYTHON=$(abspath $(BIN))/python labextension/build.sh
+	$(BIN)/pip install --quiet --no-deps -e .
+
+labextension: $(LABEXT)
+
+# Building the JupyterLab extension needs Node.js (users of the wheel do not); install it when
+# it is missing (needs root).
+node:
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; } \
+	  || { echo "Building the JupyterLab extension needs Node.js: run 'apt-get install -y nodejs npm' as root."; exit 1; }
 
 # Create the demo project (bundled churn data) once, then run its whole pipeline.
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed $(LABEXT)
 	test -f $(DEMO_DIR)/pipeline.yaml || $(BIN)/nbtools new $(DEMO_DIR)
 	$(BIN)/nbtools run --project $(DEMO_DIR)
 	$(BIN)/nbtools runs list --project $(DEMO_DIR)
@@ -33,6 +52,7 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; } \
 	  || { echo "The browser tests need Debian's chromium: run 'apt-get install -y chromium' as root."; exit 1; }
 
-test: lint chromium
+# The binder test runs every notebook in notebooks/ with nbmake, in a fresh venv built from
+# binder/requirements.txt (the environment Binder builds).
+test: lint chromium $(LABEXT)
 	$(BIN)/pytest
-	$(BIN)/pytest --nbmake notebooks

@@ -44,3 +44,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%nbtools`` magics: ``%load_ext nbtools`` in a notebook or IPython."""
+    from nbtools.jupyter.magics import register
+
+    register(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # The prebuilt JupyterLab extension (`jupyter labextension develop .` links it).
+    return [{"src": "labextension", "dest": "nbtools"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "nbtools.jupyter"}]

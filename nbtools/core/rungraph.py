@@ -170,8 +170,12 @@ class GraphRun:
         except BaseException as exc:  # an interrupt or a crash of the runner itself
             if self.pool is not None and self.owns_pool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
-            self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
-            self._close(succeeded=False)
+            cancelled = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, or SIGINT from a cancel
+            if cancelled:
+                self.manifest["error"] = "The run was cancelled before it finished."
+            else:
+                self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
+            self._close(succeeded=False, cancelled=cancelled)
             raise
         finally:
             for name in list(self.claims):
@@ -433,7 +437,7 @@ class GraphRun:
             self.manifest["mlflow"]["parent_run_id"] = self.parent
         return self.tracker, self.parent
 
-    def _close(self, *, succeeded: bool) -> None:
+    def _close(self, *, succeeded: bool, cancelled: bool = False) -> None:
         for record in self.manifest["stages"].values():
             if record["status"] == "running":
                 record["status"] = "failed"
@@ -446,7 +450,9 @@ class GraphRun:
                     self.tracker.finish(record["mlflow_run_id"], succeeded=False)
             elif record["status"] == "pending":
                 record["status"] = "not run"
-        self.manifest["status"] = "succeeded" if succeeded else "failed"
+        self.manifest["status"] = (
+            "succeeded" if succeeded else "cancelled" if cancelled else "failed"
+        )
         self.manifest["finished_at"] = now()
         self.manifest["duration_s"] = round(time.monotonic() - self.started, 2)
         path = write_manifest(self.run_dir, self.manifest)
