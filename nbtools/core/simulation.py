@@ -1,0 +1,107 @@
+"""Simulated drift on the demo churn data, for teaching the monitoring loop and testing it.
+
+:func:`drifted_churn` draws new customers from :func:`nbtools.core.data.make_churn` and moves
+them away from the training data, each kind of drift by its own strength (0: none, 1: full):
+
+- **covariate drift** (the inputs move): prices rise (``monthly_charges`` and
+  ``total_charges`` up to +30 %) and month-to-month contracts replace two-year ones;
+- **concept drift** (what the inputs mean moves): a competitor courts long-standing customers,
+  so that share of the customers with more than two years of tenure now churn, which the old
+  model, trained when long tenure meant loyalty, does not expect.
+
+:func:`churn_stream` cuts such data into daily batches with timestamps, the drift growing from
+day to day, as a scheduler would see it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nbtools.core.data import make_churn
+from nbtools.core.errors import InvalidParameterError
+
+
+def drifted_churn(
+    n_rows: int, *, covariate: float = 0.0, concept: float = 0.0, seed: int = 1
+) -> pd.DataFrame:
+    """Draw churn data drifted away from the demo data's population.
+
+    Parameters
+    ----------
+    n_rows : int
+        Number of rows.
+    covariate, concept : float, default=0.0
+        Strength of each kind of drift, from 0 (none) to 1 (full; see the module docstring).
+    seed : int, default=1
+        Seed; the demo data uses 0, so other seeds draw new customers.
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`nbtools.core.data.make_churn`, target ``churned`` included.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a strength is outside [0, 1].
+    """
+    for name, strength in (("covariate", covariate), ("concept", concept)):
+        if not 0 <= strength <= 1:
+            raise InvalidParameterError(
+                f"The '{name}' strength of simulated drift must be a float in the range [0, 1]. "
+                f"Got {strength!r} instead."
+            )
+    frame = make_churn(n_rows, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    rise = 1.0 + 0.3 * covariate
+    frame["monthly_charges"] = (frame["monthly_charges"] * rise).round(2)
+    frame["total_charges"] = (frame["total_charges"] * rise).round(2)
+    switch = (frame["contract"] == "two year").to_numpy() & (rng.random(n_rows) < covariate)
+    frame.loc[switch, "contract"] = "month-to-month"
+    loyal = (frame["tenure_months"] > 24).to_numpy() & (rng.random(n_rows) < concept)
+    frame.loc[loyal, "churned"] = "yes"
+    return frame
+
+
+def churn_stream(
+    days: int,
+    rows_per_day: int,
+    *,
+    concept: bool = True,
+    start: str = "2026-01-01",
+    seed: int = 1,
+) -> pd.DataFrame:
+    """Daily batches of new customers whose drift grows linearly from none to full.
+
+    Parameters
+    ----------
+    days : int
+        Number of days; day ``d`` (from 0) has drift strength ``d / (days - 1)``.
+    rows_per_day : int
+        Customers per day.
+    concept : bool, default=True
+        Let the concept drift too, not only the inputs.
+    start : str, default="2026-01-01"
+        The first day (UTC).
+    seed : int, default=1
+        Seed of the first day; day ``d`` uses ``seed + d``.
+
+    Returns
+    -------
+    DataFrame
+        :func:`drifted_churn` rows with a ``timestamp`` column spread over each day.
+    """
+    first = pd.Timestamp(start, tz="UTC")
+    batches = []
+    for day in range(days):
+        strength = day / max(days - 1, 1)
+        batch = drifted_churn(
+            rows_per_day,
+            covariate=strength,
+            concept=strength if concept else 0.0,
+            seed=seed + day,
+        )
+        offsets = pd.to_timedelta(np.linspace(0, 86_399, rows_per_day), unit="s")
+        batches.append(batch.assign(timestamp=first + pd.Timedelta(days=day) + offsets))
+    return pd.concat(batches, ignore_index=True)
