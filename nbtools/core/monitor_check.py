@@ -138,6 +138,8 @@ class Reference:
         Its direction.
     baseline : float or None
         Its score on the test data when it was deployed.
+    tracking_uri : str or None
+        The registry that ``model_uri`` refers to, for ``models:/`` URIs.
     """
 
     statistics: dict[str, Any]
@@ -147,6 +149,17 @@ class Reference:
     metric: str | None = None
     greater_is_better: bool = True
     baseline: float | None = None
+    tracking_uri: str | None = None
+
+    def load_model(self) -> Any:
+        """Load the model as a scikit-learn pipeline (from the registry, or a run's folder)."""
+        import mlflow
+        import mlflow.sklearn
+
+        if self.tracking_uri is not None:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow.sklearn.load_model(self.model_uri)
 
     @property
     def columns(self) -> list[str]:
@@ -357,6 +370,7 @@ def _registry_reference(pipeline: Pipeline, uri: str) -> Reference:
         metric=tags.get(TAG_PREFIX + "metric"),
         greater_is_better=tags.get(TAG_PREFIX + "greater_is_better", "true") == "true",
         baseline=None if score is None else float(score),
+        tracking_uri=pipeline.tracking_uri,
     )
 
 
@@ -421,9 +435,7 @@ def run_check(
         X = _features(current, target)
         monitoring.detect_drift(reference.statistics, X.head(1), min_rows=2)  # schema errors first
         if model is None:
-            import mlflow.sklearn
-
-            model = mlflow.sklearn.load_model(reference.model_uri)
+            model = reference.load_model()
         current = performance.add_predictions(model, current, X)
     windows = performance.split_windows(current, policy.every)
     checks: list[WindowCheck] = []

@@ -309,7 +309,8 @@ def retrain_model(
     The newest ``policy.holdout`` share of the labelled rows is written to ``gate.parquet`` and
     handed to the deploy stage (``deploy.gate_data``), which scores challenger and champion on
     it; the other rows, alone or after the pipeline's own data (``policy.retrain_data``), are
-    written to ``retrain.parquet`` and become the ingest stage's source.
+    written to ``retrain.parquet`` and become the ingest stage's source. The run goes up to the
+    deploy stage.
 
     Parameters
     ----------
@@ -362,6 +363,7 @@ def retrain_model(
     run = run_pipeline(
         pipeline.project_dir,
         profile=profile,
+        stop="deploy",  # the new model and the gate; monitoring it is the next check's job
         overrides={
             **dict(overrides or {}),
             "ingest.source": str(training),

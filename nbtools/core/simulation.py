@@ -3,8 +3,9 @@
 :func:`drifted_churn` draws new customers from :func:`nbtools.core.data.make_churn` and moves
 them away from the training data, each kind of drift by its own strength (0: none, 1: full):
 
-- **covariate drift** (the inputs move): prices rise (``monthly_charges`` and
-  ``total_charges`` up to +30 %) and month-to-month contracts replace two-year ones;
+- **covariate drift** (the inputs move, what they mean does not): the new customers are drawn
+  with a preference for expensive plans and month-to-month contracts, so charges, contracts and
+  the columns that go with them shift while churn still follows the same rules;
 - **concept drift** (what the inputs mean moves): a competitor courts long-standing customers,
   so that share of the customers with more than two years of tenure now churn, which the old
   model, trained when long tenure meant loyalty, does not expect.
@@ -52,13 +53,13 @@ def drifted_churn(
                 f"The '{name}' strength of simulated drift must be a float in the range [0, 1]. "
                 f"Got {strength!r} instead."
             )
-    frame = make_churn(n_rows, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    rise = 1.0 + 0.3 * covariate
-    frame["monthly_charges"] = (frame["monthly_charges"] * rise).round(2)
-    frame["total_charges"] = (frame["total_charges"] * rise).round(2)
-    switch = (frame["contract"] == "two year").to_numpy() & (rng.random(n_rows) < covariate)
-    frame.loc[switch, "contract"] = "month-to-month"
+    rng = np.random.default_rng(seed)
+    pool = make_churn(3 * n_rows, seed=seed)
+    charges = pool["monthly_charges"].fillna(pool["monthly_charges"].median())
+    tilt = ((charges - 65.0) / 25.0).clip(-2, 2) + (pool["contract"] == "month-to-month")
+    weights = np.exp(1.5 * covariate * tilt.to_numpy(dtype=float))
+    chosen = rng.choice(len(pool), n_rows, replace=False, p=weights / weights.sum())
+    frame = pool.iloc[np.sort(chosen)].reset_index(drop=True)
     loyal = (frame["tenure_months"] > 24).to_numpy() & (rng.random(n_rows) < concept)
     frame.loc[loyal, "churned"] = "yes"
     return frame
