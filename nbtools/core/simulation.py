@@ -10,8 +10,8 @@ them away from the training data, each kind of drift by its own strength (0: non
   so that share of the customers with more than two years of tenure now churn, which the old
   model, trained when long tenure meant loyalty, does not expect.
 
-:func:`churn_stream` cuts such data into daily batches with timestamps, the drift growing from
-day to day, as a scheduler would see it.
+:func:`churn_stream` makes daily batches of such data with timestamps, each day drifted by its
+own strength, as a scheduler would see them.
 """
 
 from __future__ import annotations
@@ -66,19 +66,20 @@ def drifted_churn(
 
 
 def churn_stream(
-    days: int,
+    strengths: list[float],
     rows_per_day: int,
     *,
     concept: bool = True,
     start: str = "2026-01-01",
     seed: int = 1,
 ) -> pd.DataFrame:
-    """Daily batches of new customers whose drift grows linearly from none to full.
+    """Daily batches of new customers, each day drifted by its own strength.
 
     Parameters
     ----------
-    days : int
-        Number of days; day ``d`` (from 0) has drift strength ``d / (days - 1)``.
+    strengths : list of float
+        Drift strength of each day, from 0 (like the training data) to 1 (fully drifted), e.g.
+        ``[0, 0, 1, 1]`` for a sudden change on the third day.
     rows_per_day : int
         Customers per day.
     concept : bool, default=True
@@ -95,8 +96,7 @@ def churn_stream(
     """
     first = pd.Timestamp(start, tz="UTC")
     batches = []
-    for day in range(days):
-        strength = day / max(days - 1, 1)
+    for day, strength in enumerate(strengths):
         batch = drifted_churn(
             rows_per_day,
             covariate=strength,
