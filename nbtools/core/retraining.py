@@ -172,19 +172,30 @@ def monitor_project(
     pipeline = load_pipeline(project_dir)
     root = pipeline.project_dir
     policy = _policy(pipeline, profile, settings)
+    if retrain:  # a mistyped parameter of the retraining run fails now, not after the check
+        pipeline.resolve(profile, _retrain_overrides(overrides, root, root, policy))
     ref = resolve_reference(pipeline, reference)
     new = load_current(current, root)
     label_rows = None if labels is None else load_current(labels, root)
     result = run_check(ref, new, policy, labels=label_rows, history=read_history(root, ref.key))
-    outcome = MonitorOutcome(new_run_id(), root / MONITORING_DIR, result)
-    outcome.folder = outcome.folder / outcome.check_id
+    fresh, gate = _split_labelled(result) if result.breach is not None and retrain else (None, None)
+    check_id = new_run_id()
+    outcome = MonitorOutcome(check_id, root / MONITORING_DIR / check_id, result)
     outcome.folder.mkdir(parents=True)
     outcome.decisions = _check_decisions(result)
     for decision in outcome.decisions:
         say(f"{decision['decision']}: {decision['reason']}")
-    append_history(root, [{**w.entry(ref), "check_id": outcome.check_id} for w in result.windows])
-    if result.breach is not None and retrain:
-        outcome.decisions.append(_decision("retrain started", _retrain_plan(result)))
+    append_history(root, [{**w.entry(ref), "check_id": check_id} for w in result.windows])
+    if fresh is not None and gate is not None:
+        outcome.decisions.append(
+            _decision(
+                "retrain started",
+                f"{len(fresh)} new labelled rows to learn from ({policy.retrain_data}), the "
+                f"newest {len(gate)} held out for the gate (margin {policy.margin:g})",
+                new_rows=len(fresh),
+                gate_rows=len(gate),
+            )
+        )
         say("Retraining: " + outcome.decisions[-1]["reason"])
         outcome.retrain = retrain_model(
             pipeline,
@@ -196,19 +207,9 @@ def monitor_project(
         )
         outcome.decisions.append(_retrain_decision(outcome.retrain))
         say(f"{outcome.decisions[-1]['decision']}: {outcome.decisions[-1]['reason']}")
-        append_history(
-            root,
-            [
-                {
-                    "event": "retrain",
-                    "reference": ref.key,
-                    "check_id": outcome.check_id,
-                    "run_id": outcome.retrain.run_id,
-                    "promoted": outcome.retrain.promoted,
-                    "at": now(),
-                }
-            ],
-        )
+        event: dict[str, Any] = {"event": "retrain", "reference": ref.key, "check_id": check_id}
+        event.update(at=now(), run_id=outcome.retrain.run_id, promoted=outcome.retrain.promoted)
+        append_history(root, [event])
     _record(pipeline, outcome)
     return outcome
 
@@ -216,8 +217,7 @@ def monitor_project(
 def _policy(
     pipeline: Pipeline, profile: str | None, settings: Mapping[str, Any] | None
 ) -> MonitorPolicy:
-    names = {s.name for s in pipeline.stages}
-    resolved = pipeline.resolve(profile) if names else {}
+    resolved = pipeline.resolve(profile)
     parameters = dict(resolved.get("monitor", {}))
     if "margin" in resolved.get("deploy", {}):
         parameters["margin"] = resolved["deploy"]["margin"]
@@ -286,13 +286,37 @@ def _labelled(result: CheckResult) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def _retrain_plan(result: CheckResult) -> str:
-    rows = len(_labelled(result))
-    gate = max(1, round(rows * result.policy.holdout))
-    return (
-        f"{rows - gate} new labelled rows to learn from ({result.policy.retrain_data}), the "
-        f"newest {gate} held out for the gate (margin {result.policy.margin:g})"
-    )
+def _split_labelled(result: CheckResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The new labelled rows to learn from, and the newest ``holdout`` share for the gate.
+
+    Raises
+    ------
+    DataSourceError
+        If there are no labels, or too few rows besides the held-out ones.
+    """
+    policy = result.policy
+    labelled = _labelled(result)
+    gate_rows = max(1, round(len(labelled) * policy.holdout))
+    if len(labelled) - gate_rows < policy.min_rows:
+        raise DataSourceError(
+            f"Retraining needs at least {policy.min_rows} labelled new rows besides the "
+            f"{gate_rows} held out for the gate; the current data has {len(labelled)}. "
+            "Wait for more labels, or lower the holdout share."
+        )
+    columns = [*result.reference.columns, result.reference.target]
+    cut = len(labelled) - gate_rows
+    return labelled.iloc[:cut][columns], labelled.iloc[cut:][columns]
+
+
+def _retrain_overrides(
+    overrides: Mapping[str, Any] | None, training: Path, gate: Path, policy: MonitorPolicy
+) -> dict[str, Any]:
+    return {
+        **dict(overrides or {}),
+        "ingest.source": str(training),
+        "deploy.gate_data": str(gate),
+        "deploy.margin": policy.margin,
+    }
 
 
 def retrain_model(
@@ -333,17 +357,7 @@ def retrain_model(
         If the new data holds no labels, or too few to train and gate.
     """
     policy, reference = result.policy, result.reference
-    target = reference.target
-    labelled = _labelled(result)
-    gate_rows = max(1, round(len(labelled) * policy.holdout))
-    if len(labelled) - gate_rows < policy.min_rows:
-        raise DataSourceError(
-            f"Retraining needs at least {policy.min_rows} labelled new rows besides the "
-            f"{gate_rows} held out for the gate; the current data has {len(labelled)}. "
-            "Wait for more labels, or lower the holdout share."
-        )
-    columns = [*reference.columns, target]
-    fresh = labelled.iloc[: len(labelled) - gate_rows][columns]
+    fresh, recent = _split_labelled(result)
     if policy.retrain_data == "reference+current":
         ingest = pipeline.resolve(profile).get("ingest", {})
         old = datasources.load_source(
@@ -353,23 +367,18 @@ def retrain_model(
             query=ingest.get("query"),
         )
         # Both parts in the model's input types (raw exports hold dates and flags as text).
-        old = as_trained(old[[c for c in columns if c in old.columns]], reference)
+        old = as_trained(old[[c for c in fresh.columns if c in old.columns]], reference)
         fresh = pd.concat([old, fresh], ignore_index=True)
     folder.mkdir(parents=True, exist_ok=True)
     training = folder / "retrain.parquet"
     gate = folder / "gate.parquet"
     fresh.to_parquet(training, index=False)
-    labelled.iloc[len(labelled) - gate_rows :][columns].to_parquet(gate, index=False)
+    recent.to_parquet(gate, index=False)
     run = run_pipeline(
         pipeline.project_dir,
         profile=profile,
         stop="deploy",  # the new model and the gate; monitoring it is the next check's job
-        overrides={
-            **dict(overrides or {}),
-            "ingest.source": str(training),
-            "deploy.gate_data": str(gate),
-            "deploy.margin": policy.margin,
-        },
+        overrides=_retrain_overrides(overrides, training, gate, policy),
         echo=echo,
     )
     deployed: dict[str, Any] = {}
@@ -387,7 +396,7 @@ def retrain_model(
         challenger_score=deployed.get("challenger_score"),
         champion_score=deployed.get("champion_score"),
         training_rows=len(fresh),
-        gate_rows=gate_rows,
+        gate_rows=len(recent),
     )
 
 

@@ -90,6 +90,16 @@ def test_bad_input_is_a_clear_error_with_status_2(project: Path) -> None:
     assert code == 2 and "not a prediction log" in output
     code, output = monitor(project, "--current", "same.csv", "--every", "fortnightly")
     assert code == 2 and "pandas frequency" in output
+    unlabelled = drifted_churn(600, covariate=1.0, seed=6).drop(columns="churned")
+    unlabelled.to_csv(project / "unlabelled.csv", index=False)
+    checks = len(list((project / "monitoring").iterdir()))
+    code, output = monitor(
+        project, "--current", "unlabelled.csv", "--drift-windows", "1", "--retrain"
+    )
+    assert code == 2 and "Retraining needs labelled new data" in output
+    assert len(list((project / "monitoring").iterdir())) == checks  # nothing half-recorded
+    code, output = monitor(project, "--current", "same.csv", "--retrain", "-p", "train.nope=1")
+    assert code == 2 and "nope" in output
 
 
 def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) -> None:
