@@ -152,14 +152,25 @@ class Reference:
     tracking_uri: str | None = None
 
     def load_model(self) -> Any:
-        """Load the model as a scikit-learn pipeline (from the registry, or a run's folder)."""
+        """Load the model as a scikit-learn pipeline (from the registry, or a run's folder).
+
+        The registry is addressed through :attr:`tracking_uri` without changing MLflow's
+        process-wide tracking or registry URI.
+        """
         import mlflow
         import mlflow.sklearn
+        from mlflow.tracking import MlflowClient
 
-        if self.tracking_uri is not None:
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.tracking_uri)
-        return mlflow.sklearn.load_model(self.model_uri)
+        if self.tracking_uri is None or not self.model_uri.startswith("models:/"):
+            return mlflow.sklearn.load_model(self.model_uri)
+        name, _, version = self.model_uri[len("models:/") :].partition("/")
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        source = client.get_model_version_download_uri(name, version)
+        with tempfile.TemporaryDirectory() as folder:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=folder, tracking_uri=self.tracking_uri
+            )
+            return mlflow.sklearn.load_model(path)
 
     @property
     def columns(self) -> list[str]:
