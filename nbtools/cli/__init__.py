@@ -8,6 +8,7 @@ import click
 
 from nbtools.cli.check import check
 from nbtools.cli.deploy import deploy
+from nbtools.cli.monitor import monitor
 from nbtools.cli.project import new
 from nbtools.cli.run import run
 from nbtools.cli.runs import runs
@@ -22,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(check)
 cli.add_command(deploy)
+cli.add_command(monitor)
 cli.add_command(new)
 cli.add_command(run)
 cli.add_command(runs)

@@ -96,12 +96,62 @@ def _classes(model: Any, y: pd.Series) -> list[Any]:
 
 
 def _classification_metrics(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    predicted = model.predict(X)
     classes = _classes(model, y)
-    if len(classes) == 2:
-        average: dict[str, Any] = {"average": "binary", "pos_label": positive_label(y, classes)}
+    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
+    return prediction_metrics(
+        y, model.predict(X), task="classification", classes=classes, probabilities=proba
+    )
+
+
+def prediction_metrics(
+    y: Sequence[Any] | pd.Series,
+    predicted: Sequence[Any] | np.ndarray,
+    *,
+    task: str,
+    classes: Sequence[Any] | None = None,
+    probabilities: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Compute the metrics of :func:`evaluate` from predictions already made.
+
+    The monitoring side uses this on the predictions a served model logged, once their labels
+    arrive, so that served and held-out performance are measured the same way.
+
+    Parameters
+    ----------
+    y : array-like
+        The true labels or values.
+    predicted : array-like
+        The model's predictions for the same rows.
+    task : str
+        ``"classification"`` or ``"regression"``.
+    classes : sequence, optional
+        The classifier's classes, in the order of the columns of ``probabilities``; by default
+        the distinct labels of ``y``.
+    probabilities : ndarray, optional
+        Class probabilities, one column per class; ROC AUC needs them.
+
+    Returns
+    -------
+    dict of str to float
+        Metric name to value, as :func:`evaluate` returns them.
+    """
+    if task not in ("classification", "regression"):
+        raise InvalidParameterError(
+            "Metrics from predictions need a 'classification' or 'regression' task. "
+            f"Got {task!r} instead."
+        )
+    y = pd.Series(y).reset_index(drop=True)
+    if task == "regression":
+        return {
+            "rmse": float(root_mean_squared_error(y, predicted)),
+            "mae": float(mean_absolute_error(y, predicted)),
+            "r2": float(r2_score(y, predicted)),
+        }
+    labels = list(classes) if classes is not None else sorted(y.unique().tolist())
+    if len(labels) == 2:
+        average: dict[str, Any] = {"average": "binary", "pos_label": positive_label(y, labels)}
     else:
-        average = {"average": "macro", "labels": classes}
+        average = {"average": "macro", "labels": labels}
     metrics = {
         "accuracy": accuracy_score(y, predicted),
         "precision": precision_score(y, predicted, zero_division=0, **average),
@@ -109,13 +159,12 @@ def _classification_metrics(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[s
         "f1": f1_score(y, predicted, zero_division=0, **average),
     }
     # ROC AUC needs scores and every class present in y; otherwise it is left out, not faked.
-    if hasattr(model, "predict_proba") and set(classes) <= set(pd.Series(y).unique()):
-        proba = model.predict_proba(X)
-        if len(classes) == 2:
-            positive = classes.index(average["pos_label"])
-            metrics["roc_auc"] = roc_auc_score(y == classes[positive], proba[:, positive])
+    if probabilities is not None and set(labels) <= set(y.unique()):
+        if len(labels) == 2:
+            positive = labels.index(average["pos_label"])
+            metrics["roc_auc"] = roc_auc_score(y == labels[positive], probabilities[:, positive])
         else:
-            metrics["roc_auc"] = roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+            metrics["roc_auc"] = roc_auc_score(y, probabilities, multi_class="ovr", labels=labels)
     return {name: float(value) for name, value in metrics.items()}
 
 
@@ -156,12 +205,7 @@ def evaluate(model: Any, X: pd.DataFrame, y: pd.Series | None, *, task: str) -> 
         )
     if task == "classification":
         return _classification_metrics(model, X, y)
-    predicted = model.predict(X)
-    return {
-        "rmse": float(root_mean_squared_error(y, predicted)),
-        "mae": float(mean_absolute_error(y, predicted)),
-        "r2": float(r2_score(y, predicted)),
-    }
+    return prediction_metrics(y, model.predict(X), task="regression")
 
 
 def compare(

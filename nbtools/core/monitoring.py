@@ -22,15 +22,12 @@ threshold. The population stability index (PSI) is reported for information. A c
 than ``min_rows`` values on either side is "not enough data". The dataset drifts when the share of
 drifted columns reaches ``share_threshold``.
 
-:func:`drift_report_html` renders a report as one self-contained HTML page with the plots embedded;
-:func:`scores_figure` and :func:`column_figure` give the same plots for a notebook.
+:func:`scores_figure` and :func:`column_figure` plot a report; :mod:`nbtools.core.monitor_report`
+renders it, with the performance over time, as one self-contained HTML page.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -45,7 +42,8 @@ from nbtools.core.errors import DataSourceError, InvalidParameterError
 
 FORMAT = "nbtools.reference/1"
 
-_TEST_LABELS = {
+#: How reports name each test.
+TEST_LABELS = {
     "ks": "Kolmogorov-Smirnov",
     "chi_square": "chi-square",
     "wasserstein": "Wasserstein (normed)",
@@ -151,7 +149,12 @@ class DriftReport:
 
 
 def reference_statistics(
-    X: pd.DataFrame, *, sample_size: int = 5000, seed: int = 0
+    X: pd.DataFrame,
+    *,
+    sample_size: int = 5000,
+    seed: int = 0,
+    target: str | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Summarise training features into the reference that drift is measured against.
 
@@ -165,11 +168,15 @@ def reference_statistics(
         Numeric values kept per column for the Kolmogorov-Smirnov test.
     seed : int, default=0
         Seed of the sample, so the same data gives the same reference.
+    target, task : str, optional
+        The model's target column and task, kept so that monitoring knows which column of
+        labelled new data holds the labels and which metrics to compute.
 
     Returns
     -------
     dict
-        JSON-serialisable: ``{"format", "rows", "quantile_levels", "columns": {name: stats}}``.
+        JSON-serialisable: ``{"format", "rows", "quantile_levels", "target", "task",
+        "columns": {name: stats}}``.
 
     Raises
     ------
@@ -197,6 +204,8 @@ def reference_statistics(
         "format": FORMAT,
         "rows": int(X.shape[0]),
         "quantile_levels": _drift.QUANTILE_LEVELS,
+        "target": target,
+        "task": task,
         "columns": columns,
     }
 
@@ -291,62 +300,6 @@ def detect_drift(
     )
 
 
-def drift_report_html(
-    report: DriftReport, reference_stats: dict[str, Any], current: pd.DataFrame
-) -> str:
-    """Render a drift report as a self-contained HTML page.
-
-    Parameters
-    ----------
-    report : DriftReport
-        Output of :func:`detect_drift` on the same reference and data.
-    reference_stats : dict
-        The reference the report was computed against.
-    current : DataFrame
-        The data the report was computed on.
-
-    Returns
-    -------
-    str
-        An HTML document: summary, drift scores per column, a table of the tests, and per column
-        the reference and current distributions, with every plot embedded as a base64 PNG.
-    """
-    if report.dataset_drift is None:
-        verdict = "not enough data to decide"
-    else:
-        verdict = "DRIFT" if report.dataset_drift else "no drift"
-    share = "n/a" if report.drift_share is None else f"{report.drift_share:.0%}"
-    n_tested = sum(c.drift is not None for c in report.columns)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data drift report</title>",
-        f"<style>{_CSS}</style></head><body><h1>Data drift report</h1>",
-        f"<p class='verdict'>Dataset: <b>{verdict}</b> &mdash; {len(report.drifted_columns)} of "
-        f"{n_tested} tested columns drifted ({share}; dataset drift at "
-        f"{report.share_threshold:.0%}).</p>",
-        f"<p>Reference: {report.reference_rows:,} rows. Current: {report.current_rows:,} rows. "
-        f"P-value tests (Kolmogorov-Smirnov, chi-square) control the false discovery rate at "
-        f"{report.alpha:g} (Benjamini-Hochberg); distance tests (Wasserstein in reference "
-        "standard deviations, Jensen-Shannon) drift at their threshold. PSI is for information "
-        "(above 0.2 is usually read as a significant shift).</p>",
-        "<h2>Drift scores</h2>",
-        "<p>Score 1 is the drift threshold: the distance over its threshold, or "
-        "log(adjusted p) / log(alpha).</p>",
-        _img(scores_figure(report)),
-        "<h2>Tests</h2>",
-        _table(report),
-        "<h2>Columns</h2>",
-    ]
-    for row in report.columns:
-        flag = {True: "drift", False: "no drift", None: "not enough data"}[row.drift]
-        parts.append(
-            f"<h3>{html.escape(row.column)} <span class='{flag.replace(' ', '-')}'>"
-            f"{flag}</span></h3>"
-        )
-        parts.append(_img(column_figure(report, reference_stats, current, row.column)))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 def scores_figure(report: DriftReport) -> Figure:
     """Plot the drift score of every column (:attr:`ColumnDrift.score`) against the threshold.
 
@@ -432,7 +385,7 @@ def column_figure(
     ax.set_ylabel("share of values")
     if ax.has_data():
         ax.legend(loc="upper right")
-    details = f"{column}: {_TEST_LABELS[row.test]}"
+    details = f"{column}: {TEST_LABELS[row.test]}"
     if row.statistic is not None:
         details += f", statistic {row.statistic:.3g}"
     if row.p_value_adjusted is not None:
@@ -544,43 +497,3 @@ def _kind_matches(kind: str, series: pd.Series) -> bool:
     if kind == "categorical":
         return found != "numeric"
     return found == kind
-
-
-# --- HTML report -----------------------------------------------------------------------------
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;font-size:90%}td,th{padding:3px 8px;border-bottom:1px solid"
-    " #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
-    ".drift{color:#b00020}.no-drift{color:#1b5e20}.not-enough-data{color:#777}"
-    ".verdict{font-size:120%}h3 span{font-size:70%;font-weight:normal}img{max-width:100%}"
-)
-
-
-def _img(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<img alt='plot' src='data:image/png;base64,{data}'>"
-
-
-def _table(report: DriftReport) -> str:
-    def num(value: float | None) -> str:
-        return "" if value is None else f"{value:.4g}"
-
-    head = (
-        "<tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
-        "<th>adjusted p</th><th>threshold</th><th>PSI</th><th>values (ref / cur)</th>"
-        "<th>drift</th></tr>"
-    )
-    body = []
-    for r in report.columns:
-        flag = {True: "drift", False: "no drift", None: "not enough data"}[r.drift]
-        body.append(
-            f"<tr><td>{html.escape(r.column)}</td><td>{r.kind}</td><td>{_TEST_LABELS[r.test]}</td>"
-            f"<td>{num(r.statistic)}</td><td>{num(r.p_value)}</td><td>{num(r.p_value_adjusted)}"
-            f"</td><td>{num(r.threshold)}</td><td>{num(r.psi)}</td>"
-            f"<td>{r.reference_count:,} / {r.current_count:,}</td>"
-            f"<td class='{flag.replace(' ', '-')}'>{flag}</td></tr>"
-        )
-    return f"<table>{head}{''.join(body)}</table>"

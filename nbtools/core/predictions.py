@@ -11,6 +11,7 @@ column             content
 ``model_name``     registered model name
 ``model_version``  registry version that made the prediction
 ``request_id``     id of the request (the ``X-Request-ID`` response header), shared by its rows
+``request_row``    position of the row in its request (0 for the first), added when read back
 input columns      the row as the model received it, named as in the model signature
 ``prediction``     the model's prediction
 ``proba_<class>``  class probabilities, only for requests that asked for them
@@ -37,6 +38,10 @@ PREDICTION_COLUMN = "prediction"
 
 #: Prefix of the class-probability columns.
 PROBA_PREFIX = "proba_"
+
+#: Column added on reading: the row's position in its request. With ``request_id`` it names a
+#: prediction, so labels that arrive later can be joined to it.
+ROW_COLUMN = "request_row"
 
 
 def part_files(directory: str | Path) -> list[Path]:
@@ -74,12 +79,14 @@ def read_predictions(
     -------
     DataFrame
         The columns described in the module docstring; an empty frame with the metadata
-        columns when nothing was logged yet.
+        columns when nothing was logged yet. Filters apply after ``request_row`` is numbered.
     """
     parts = part_files(directory)
     if not parts:
-        return pd.DataFrame(columns=[*META_COLUMNS, PREDICTION_COLUMN])
+        return pd.DataFrame(columns=[*META_COLUMNS, ROW_COLUMN, PREDICTION_COLUMN])
     table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    # A request's rows are written together and in order, so their rank is their position.
+    table.insert(len(META_COLUMNS), ROW_COLUMN, table.groupby("request_id", sort=False).cumcount())
     if model_version is not None:
         table = table[table["model_version"] == str(model_version)]
     if since is not None:
@@ -100,5 +107,6 @@ def input_columns(log: pd.DataFrame) -> list[str]:
     return [
         c
         for c in log.columns
-        if c not in META_COLUMNS and c != PREDICTION_COLUMN and not c.startswith(PROBA_PREFIX)
+        if c not in (*META_COLUMNS, ROW_COLUMN, PREDICTION_COLUMN)
+        and not c.startswith(PROBA_PREFIX)
     ]
