@@ -44,7 +44,8 @@ from nbtools.core.monitor_report import report_html
 from nbtools.core.performance import TIME_COLUMN
 from nbtools.core.predictions import read_predictions
 from nbtools.core.records import new_run_id, now
-from nbtools.core.runner import project_lock, run_pipeline
+from nbtools.core.rungraph import project_lock
+from nbtools.core.runner import run_pipeline
 from nbtools.core.spec import Pipeline, load_pipeline
 
 MONITORING_DIR = "monitoring"
