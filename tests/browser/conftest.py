@@ -6,19 +6,13 @@ The server runs in its own process group and is stopped with it; the tests skip 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
+from loopback import free_port, start_group, stop_group, wait_for_http
 
 from nbtools.core.project import create_project
 
@@ -69,12 +63,6 @@ panels.tuning_panel(
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def lab_project(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Path:
     """A demo project holding ``panels.ipynb``, one panel per cell."""
@@ -91,16 +79,10 @@ def lab_url(lab_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """Start JupyterLab on 127.0.0.1 without token; stop its process group at the end."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
-    port = _free_port()
+    port = free_port()
     settings = tmp_path_factory.mktemp("lab-settings")
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(settings / "config"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(settings / "workspaces"),
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-    }
-    log = (settings / "lab.log").open("w")
-    server = subprocess.Popen(
+    log = settings / "lab.log"
+    server = start_group(
         [
             sys.executable,
             "-m",
@@ -116,34 +98,20 @@ def lab_url(lab_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             f"--ServerApp.root_dir={lab_project}",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ],
+        log=log,
         cwd=lab_project,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env={
+            "JUPYTER_CONFIG_DIR": str(settings / "config"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(settings / "workspaces"),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"JupyterLab did not start; see {settings / 'lab.log'}"
-                    ) from None
-                time.sleep(0.2)  # polling interval while waiting on the deadline
+        wait_for_http(server, f"{url}/api/status", log=log, seconds=STARTUP_SECONDS)
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop_group(server)
 
 
 @pytest.fixture(scope="session")

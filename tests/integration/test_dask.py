@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from loopback import free_port, start_group
 from mlflow.tracking import MlflowClient
 
 from nbtools import ClusterError, run_pipeline
@@ -35,26 +34,6 @@ if not marker.exists():
     os.kill(os.getppid(), signal.SIGKILL)  # the Dask worker executing this stage
 stage.record('joblib_backend', type(get_active_backend()[0]).__name__)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start(
-    args: list[str], log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:
-        return subprocess.Popen(
-            args,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
 
 
 def _wait_until(ready, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -85,11 +64,11 @@ def cluster(
 
     logs = tmp_path_factory.mktemp("cluster")
     shutil.copy(migrated_db, logs / "server.db")
-    scheduler = f"tcp://127.0.0.1:{_free_port()}"
-    tracking = f"http://127.0.0.1:{_free_port()}"
+    scheduler = f"tcp://127.0.0.1:{free_port()}"
+    tracking = f"http://127.0.0.1:{free_port()}"
     worker = [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-dashboard"]
     processes = [
-        _start(
+        start_group(
             [
                 str(BIN / "dask"),
                 "scheduler",
@@ -99,13 +78,13 @@ def cluster(
                 scheduler.rsplit(":", 1)[1],
                 "--no-dashboard",
             ],
-            logs / "scheduler.log",
+            log=logs / "scheduler.log",
             # A task whose worker dies is retried once elsewhere, then fails (KilledWorker).
-            {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
+            env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
         ),
-        _start([*worker, "--name", "w1"], logs / "w1.log"),
-        _start([*worker, "--name", "w2"], logs / "w2.log"),
-        _start(
+        start_group([*worker, "--name", "w1"], log=logs / "w1.log"),
+        start_group([*worker, "--name", "w2"], log=logs / "w2.log"),
+        start_group(
             [
                 str(BIN / "mlflow"),
                 "server",
@@ -120,7 +99,7 @@ def cluster(
                 "--workers",
                 "1",
             ],
-            logs / "mlflow.log",
+            log=logs / "mlflow.log",
         ),
     ]
     try:
@@ -183,7 +162,7 @@ def test_stages_run_on_the_cluster_and_log_to_the_tracking_server(
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path: Path, migrated_db: Path) -> None:
     root = _project(tmp_path / "project", "sqlite:///mlflow.db")
     shutil.copy(migrated_db, root / "mlflow.db")
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(ClusterError, match=f"Cannot reach the Dask scheduler at '{address}'"):
         run_pipeline(root, executor="dask", scheduler=address, only=["produce"])
     (record,) = (root / "runs").glob("*/manifest.json")

@@ -10,11 +10,7 @@ prediction log (the retrained model is promoted and the running service switches
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from loopback import free_port, start_group, stop_group, wait_for_http
 from mlflow.tracking import MlflowClient
 
 from nbtools import run_pipeline
@@ -139,31 +136,18 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) ->
 
 @pytest.fixture
 def service(project: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (project / "serve.log").open("w")
-    process = subprocess.Popen(
-        [NBTOOLS, "serve", "--project", str(project), "--port", str(port), "--poll-seconds", "0.3"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    port = free_port()
+    log = project / "serve.log"
+    process = start_group(
+        [NBTOOLS, "serve", "--project", project, "--port", str(port), "--poll-seconds", "0.3"],
+        log=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (project / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_http(process, url + "/ping", log=log)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+        stop_group(process, grace_seconds=30)
 
 
 def test_a_better_challenger_is_promoted_and_the_running_service_switches(

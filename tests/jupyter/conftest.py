@@ -6,20 +6,16 @@ extension the way an installed nbtools enables it (``etc/jupyter/jupyter_server_
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from loopback import free_port, start_group, stop_group, wait_for_http
 
 FIXTURES = Path(__file__).parent.parent / "notebooks"
 STARTUP_SECONDS = 60
@@ -32,12 +28,6 @@ stages:
   consume: {notebook: consume.ipynb, inputs: [produce]}
   sleeps: {notebook: sleeps.ipynb, parameters: {seconds: 0}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -57,15 +47,10 @@ def jupyter_root(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) ->
 @contextmanager
 def _jupyter_server(root: Path, settings: Path) -> Iterator[httpx.Client]:
     """Run a Jupyter server on ``root``; yield a client of its ``/nbtools/api/`` with its token."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     settings.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(settings / "config"),
-        "NBTOOLS_MLFLOW_UI": MLFLOW_UI,  # only turned into links; nothing listens there
-    }
-    log = (settings / "server.log").open("w")
-    server = subprocess.Popen(
+    log = settings / "server.log"
+    server = start_group(
         [
             sys.executable,
             "-m",
@@ -77,38 +62,23 @@ def _jupyter_server(root: Path, settings: Path) -> Iterator[httpx.Client]:
             f"--ServerApp.port={port}",
             f"--ServerApp.root_dir={root}",
         ],
+        log=log,
         cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env={
+            "JUPYTER_CONFIG_DIR": str(settings / "config"),
+            "NBTOOLS_MLFLOW_UI": MLFLOW_UI,  # only turned into links; nothing listens there
+        },
     )
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(
         base_url=f"{base}/nbtools/api", headers={"Authorization": f"token {token}"}, timeout=90
     )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            try:
-                httpx.get(f"{base}/api/status", timeout=2)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"Jupyter did not start; see {settings / 'server.log'}"
-                    ) from None
-                time.sleep(0.2)  # polling interval while waiting on the deadline
+        wait_for_http(server, f"{base}/api/status?token={token}", log=log, seconds=STARTUP_SECONDS)
         yield client
     finally:
         client.close()
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop_group(server)
 
 
 @pytest.fixture(scope="session")

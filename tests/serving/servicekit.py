@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pandas as pd
+from loopback import free_port, stop_group, wait_for_http
 
 MODEL = "churn-model"
 NBTOOLS = str(Path(sys.executable).parent / "nbtools")
@@ -41,12 +39,6 @@ class Service:
 
     def client(self, **options: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_service(
@@ -79,27 +71,10 @@ def start_service(
         start_new_session=True,
     )
     service = Service(f"http://127.0.0.1:{port}", process, predictions, log)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nbtools serve exited:\n{log.read_text()}")
-        try:
-            if httpx.get(service.url + "/ping", timeout=2).status_code == 200:
-                return service
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    stop_service(service)
-    raise AssertionError(f"nbtools serve did not start within 90 s:\n{log.read_text()}")
+    wait_for_http(process, service.url + "/ping", log=log)
+    return service
 
 
 def stop_service(service: Service) -> None:
     """Stop the service's process group (SIGTERM, then SIGKILL)."""
-    try:
-        os.killpg(service.process.pid, signal.SIGTERM)
-        service.process.wait(timeout=30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait()
+    stop_group(service.process, grace_seconds=30)
