@@ -11,7 +11,6 @@ readable record, and ``resume`` continues it, reusing what finished.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtools.core.errors import RunNotFoundError
+from nbtools.core.history import process_alive
 from nbtools.core.records import RunResult, load_run
 from nbtools.core.rungraph import GraphRun
 from nbtools.core.scheduler import default_jobs
@@ -140,22 +140,10 @@ def _resumable(pipeline: Pipeline, run_id: str) -> dict[str, Any]:
     if (
         manifest["status"] == "running"
         and owner.get("host") == socket.gethostname()
-        and _alive(owner.get("pid"))
+        and process_alive(owner.get("pid"))
     ):
         raise RunNotFoundError(
             f"Run {manifest['run_id']} is still running (process {owner['pid']}). "
             "Wait for it to finish or stop it before resuming it."
         )
     return manifest
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
