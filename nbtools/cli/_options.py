@@ -27,3 +27,21 @@ def project_option(
         show_default=True,
         help=description,
     )
+
+
+def param_option(description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Return the repeatable ``-p/--param [STAGE.]NAME=VALUE`` option, as ``params``.
+
+    Parameters
+    ----------
+    description : str
+        Which run the parameters apply to, for ``--help``.
+    """
+    return click.option(
+        "-p",
+        "--param",
+        "params",
+        multiple=True,
+        metavar="[STAGE.]NAME=VALUE",
+        help=description,
+    )

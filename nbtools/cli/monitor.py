@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.cli._options import project_option
+from nbtools.cli._options import param_option, project_option
 from nbtools.core.params import parse_assignment
 
 #: Exit status when drift or performance decay is found.
@@ -57,14 +57,7 @@ EXIT_RETRAIN_FAILED = 1
 @click.option("--holdout", type=float, default=None, help="Newest share held out for the gate.")
 @click.option("--margin", type=float, default=None, help="Improvement the challenger needs.")
 @click.option("--profile", default=None, help="Parameter profile of pipeline.yaml.")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="[STAGE.]NAME=VALUE",
-    help="A parameter of the retraining run (repeatable).",
-)
+@param_option("A parameter of the retraining run (repeatable).")
 @project_option("Project folder: its registry, runs, monitor settings and pipeline.")
 @reports_errors
 def monitor(

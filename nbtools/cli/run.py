@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.cli._options import project_option
+from nbtools.cli._options import param_option, project_option
 from nbtools.core.runner import run_pipeline
 from nbtools.core.scheduler import EXECUTORS
 from nbtools.core.spec import load_pipeline
@@ -21,14 +21,9 @@ _ALL = "*"
 
 @click.command()
 @project_option()
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="[STAGE.]NAME=VALUE",
-    help="Override a parameter: NAME for every stage that declares it, "
-    "STAGE.NAME for one stage. Repeatable.",
+@param_option(
+    "Override a parameter: NAME for every stage that declares it, STAGE.NAME for one stage. "
+    "Repeatable."
 )
 @click.option("--profile", default=None, help="A named parameter set from pipeline.yaml.")
 @click.option("--only", multiple=True, metavar="STAGE", help="Run only this stage. Repeatable.")
