@@ -10,7 +10,7 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
-from nbtools.core.records import list_runs, load_run
+from nbtools.core.records import WARNINGS, list_runs, load_run, stage_warnings
 from nbtools.core.spec import find_project
 
 _PROJECT = project_option()
@@ -75,7 +75,10 @@ def show_command(run_id: str, project_dir: Path, as_json: bool) -> None:
         click.echo(f"  notebook: {stage['executed_notebook'] or '-'}")
         click.echo(f"  html:     {stage['html'] or '-'}")
         for key, value in stage["recorded"].items():
-            click.echo(f"  {key} = {_short(value)}")
+            if key != WARNINGS:
+                click.echo(f"  {key} = {_short(value)}")
+        for message in stage_warnings(stage["recorded"]):
+            click.echo(f"  warning: {message}")
         if stage.get("error"):
             click.echo(
                 f"  error in cell {stage['error']['cell_index']}: {stage['error']['message']}"

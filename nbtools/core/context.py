@@ -25,12 +25,16 @@ import mlflow
 
 from nbtools.core.dask_executor import SCHEDULER_VARIABLE, dask_joblib_backend
 from nbtools.core.errors import NbtoolsError
-from nbtools.core.records import RECORDED_VALUES, latest_outputs
+from nbtools.core.records import RECORDED_VALUES, WARNINGS, latest_outputs, stage_warnings
 from nbtools.core.runner import run_pipeline
 from nbtools.core.spec import Pipeline, find_project, load_pipeline
 from nbtools.core.tracking import Tracker, is_metric_value
 
 INTERACTIVE_DIR = Path(".nbtools") / "interactive"
+#: A stage says so when it removes more than this share of the rows...
+ROWS_REMOVED_LIMIT = 0.05
+#: ... or changes more than this share of one column's values.
+VALUES_CHANGED_LIMIT = 0.01
 
 
 @dataclass
@@ -111,6 +115,81 @@ class StageContext:
         path.write_text(json.dumps(values, indent=2), encoding="utf-8")
         if self.interactive and is_metric_value(values[name]):
             mlflow.log_metric(name, values[name])
+
+    def warn(self, message: str) -> None:
+        """Say something the user must not miss, such as data the stage removed or changed.
+
+        The message is printed in the notebook and kept as the recorded value ``warnings``: the
+        runner prints it in ``nbtools run``'s output (also when the stage is reused from the
+        cache), and the manifest and the stage's MLflow run (tag ``nbtools.recorded.warnings``)
+        keep it. The same message twice is kept once.
+        """
+        path = self.output(RECORDED_VALUES)
+        values = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        found = stage_warnings(values)
+        if message not in found:
+            self.record(WARNINGS, [*found, message])
+            if self.interactive:
+                mlflow.set_tag(f"nbtools.recorded.{WARNINGS}", json.dumps([*found, message]))
+        print(f"Warning: {message}")
+
+    def report_rows_removed(
+        self, removed: int, total: int, *, reason: str, hint: str = ""
+    ) -> str | None:
+        """Warn (see :meth:`warn`) when the stage removed more than 5 % of the rows.
+
+        Parameters
+        ----------
+        removed, total : int
+            Rows removed, and rows there were before.
+        reason : str
+            Why they were removed, e.g. ``"875 exact duplicates"``.
+        hint : str, default=""
+            What to do about it, e.g. ``"Set clean.drop_duplicates=false to keep them."``
+
+        Returns
+        -------
+        str or None
+            The warning, or None when the share is within the limit.
+        """
+        share = removed / total if total else 0.0
+        if share <= ROWS_REMOVED_LIMIT:
+            return None
+        message = f"removed {removed:,} of {total:,} rows ({share:.1%}): {reason}."
+        return self._warn_with(message, hint)
+
+    def report_values_changed(
+        self, column: str, changed: int, total: int, *, reason: str, hint: str = ""
+    ) -> str | None:
+        """Warn (see :meth:`warn`) when the stage changed more than 1 % of a column's values.
+
+        Parameters
+        ----------
+        column : str
+            The column.
+        changed, total : int
+            Values changed, and values the column had.
+        reason : str
+            How they changed, e.g. ``"clipped to the IQR fences"``.
+        hint : str, default=""
+            What to do about it.
+
+        Returns
+        -------
+        str or None
+            The warning, or None when the share is within the limit.
+        """
+        share = changed / total if total else 0.0
+        if share <= VALUES_CHANGED_LIMIT:
+            return None
+        message = f"changed {changed:,} of {total:,} values ({share:.1%}) of column '{column}'"
+        message += f": {reason}."
+        return self._warn_with(message, hint)
+
+    def _warn_with(self, message: str, hint: str) -> str:
+        text = f"{message} {hint}".strip()
+        self.warn(text)
+        return text
 
 
 def stage_context(name: str, namespace: MutableMapping[str, Any]) -> StageContext:

@@ -28,6 +28,9 @@ MANIFEST = "manifest.json"
 EXECUTED_NOTEBOOK = "output.ipynb"
 HTML_RECORD = "output.html"
 RECORDED_VALUES = "recorded.json"
+#: The recorded value listing what a stage warns about (``StageContext.warn``): the runner
+#: prints it, the manifest and MLflow keep it with the other recorded values.
+WARNINGS = "warnings"
 
 
 def now() -> str:
@@ -136,6 +139,12 @@ def read_recorded(stage_dir: Path) -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def stage_warnings(recorded: dict[str, Any]) -> list[str]:
+    """Return the warnings among a stage's recorded values, oldest first."""
+    found = recorded.get(WARNINGS) or []
+    return [str(message) for message in found] if isinstance(found, list) else [str(found)]
 
 
 def hash_outputs(stage_dir: Path) -> dict[str, str]:

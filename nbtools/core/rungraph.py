@@ -34,6 +34,7 @@ from nbtools.core.records import (
     now,
     read_recorded,
     stage_dir_name,
+    stage_warnings,
     write_manifest,
 )
 from nbtools.core.scheduler import (
@@ -295,6 +296,7 @@ class GraphRun:
         self.outputs[stage.name] = Path(entry["output_dir"])
         self.hashes[stage.name] = record["output_hashes"]
         self.say(f"  {stage.name:<10} reused    from run {entry['run_id']} ({why})")
+        self._say_warnings(stage.name, record["recorded"])
 
     def _not_run(self, stage: Stage) -> None:
         record = self.manifest["stages"][stage.name]
@@ -409,6 +411,12 @@ class GraphRun:
             f"  {name:<10} {record['status']:<9} {record['duration_s']:6.1f} s"
             + (f"  {error.reason}" if error else "")
         )
+        self._say_warnings(name, record["recorded"])
+
+    def _say_warnings(self, name: str, recorded: dict[str, Any]) -> None:
+        """Print what the stage warned about (rows it removed, values it changed)."""
+        for message in stage_warnings(recorded):
+            self.say(f"  {name:<10} warning   {message}")
 
     def _tracking(self) -> tuple[Tracker, str]:
         """Open MLflow and the parent run on first need: a run that reuses everything logs nothing.

@@ -99,7 +99,7 @@ def test_runs_list_and_show_read_the_records(tmp_path: Path) -> None:
         "duration_s": 2.5,
         "executed_notebook": "/r/06_evaluate/output.ipynb",
         "html": "/r/x.html",
-        "recorded": {"test_f1": 0.8123, "rows": 10},
+        "recorded": {"test_f1": 0.8123, "rows": 10, "warnings": ["removed 9 of 10 rows (90.0%)"]},
         "error": None,
     }
     manifest = {
@@ -121,6 +121,7 @@ def test_runs_list_and_show_read_the_records(tmp_path: Path) -> None:
     shown = invoke("runs", "show", "20260101", "--project", str(tmp_path))
     assert "evaluate: succeeded (2.5 s)" in shown.output
     assert "/r/06_evaluate/output.ipynb" in shown.output
+    assert "  warning: removed 9 of 10 rows (90.0%)" in shown.output
     as_json = invoke("runs", "show", "20260101", "--json", "--project", str(tmp_path))
     assert json.loads(as_json.output)["stages"]["evaluate"]["recorded"]["rows"] == 10
     missing = invoke("runs", "show", "nope", "--project", str(tmp_path))

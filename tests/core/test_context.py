@@ -10,6 +10,7 @@ import pytest
 
 from nbtools.core.context import StageContext
 from nbtools.core.errors import NbtoolsError
+from nbtools.core.records import read_recorded, stage_warnings
 
 
 @pytest.fixture
@@ -50,3 +51,32 @@ def test_json_outputs_land_in_the_output_folder(stage: StageContext) -> None:
     path = stage.write_json("model.json", {"uri": "models:/m-1"})
     assert path == stage.output_dir / "model.json"
     assert json.loads(path.read_text()) == {"uri": "models:/m-1"}
+
+
+def test_warnings_are_printed_and_recorded_once(stage: StageContext, capsys) -> None:
+    stage.record("rows", 3)
+    stage.warn("many rows repeat")
+    stage.warn("many rows repeat")  # a cell run again says it once
+    stage.warn("a column lost values")
+    values = json.loads(stage.output("recorded.json").read_text())
+    assert values == {"rows": 3, "warnings": ["many rows repeat", "a column lost values"]}
+    assert "Warning: many rows repeat" in capsys.readouterr().out
+
+
+def test_rows_removed_warn_above_five_percent(stage: StageContext) -> None:
+    assert stage.report_rows_removed(5, 100, reason="5 duplicates") is None
+    message = stage.report_rows_removed(
+        875, 1309, reason="875 exact duplicates", hint="Set clean.drop_duplicates=false."
+    )
+    assert message == (
+        "removed 875 of 1,309 rows (66.8%): 875 exact duplicates. Set clean.drop_duplicates=false."
+    )
+    assert stage_warnings(read_recorded(stage.output_dir)) == [message]
+
+
+def test_changed_values_warn_above_one_percent(stage: StageContext) -> None:
+    assert stage.report_values_changed("delay", 10, 1000, reason="clipped") is None
+    assert stage.report_values_changed("delay", 0, 0, reason="clipped") is None
+    message = stage.report_values_changed("delay", 11, 1000, reason="clipped to the fences")
+    assert message == "changed 11 of 1,000 values (1.1%) of column 'delay': clipped to the fences."
+    assert stage_warnings(read_recorded(stage.output_dir)) == [message]
