@@ -56,7 +56,7 @@ _FITTING: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 _SCHEMA = {
-    "drop_duplicates": Parameter("drop_duplicates", True, "bool"),
+    "drop_duplicates": Parameter("drop_duplicates", False, "bool"),
     "drop_columns": Parameter("drop_columns", [], "list"),
     "non_negative_columns": Parameter("non_negative_columns", [], "list"),
     "fix_types": Parameter("fix_types", True, "bool"),
@@ -68,7 +68,7 @@ _SCHEMA = {
         "categorical_imputation", "most_frequent", "str", choices=("most_frequent", "constant")
     ),
     "categorical_fill_value": Parameter("categorical_fill_value", "missing", "str"),
-    "outliers": Parameter("outliers", "clip", "str", choices=("none", "clip")),
+    "outliers": Parameter("outliers", "none", "str", choices=("none", "clip")),
     "iqr_factor": Parameter(
         "iqr_factor", 1.5, "float", low=0, high=None, low_inclusive=False, high_inclusive=False
     ),
@@ -87,8 +87,10 @@ class CleaningParams(StageParams):
 
     Parameters
     ----------
-    drop_duplicates : bool, default=True
-        Drop rows that repeat an earlier row exactly.
+    drop_duplicates : bool, default=False
+        Drop rows that repeat an earlier row exactly. Off by default: in a table with few
+        columns, identical rows are ordinary observations (two passengers of the same sex, age
+        and class). :func:`apply` counts them either way.
     drop_columns : list of str, default=[]
         Columns to drop (identifiers, free text, leaks).
     non_negative_columns : list of str, default=[]
@@ -104,8 +106,10 @@ class CleaningParams(StageParams):
         How the preprocessor fills missing categories.
     categorical_fill_value : str, default="missing"
         The fill value of ``categorical_imputation="constant"``.
-    outliers : {"none", "clip"}, default="clip"
+    outliers : {"none", "clip"}, default="none"
         ``"clip"`` limits numbers to ``[Q1 - f * IQR, Q3 + f * IQR]`` of the training split.
+        Off by default: on a heavy-tailed column the fences clip the most informative values,
+        and tree models never need it. :func:`clipping_report` says what clipping changed.
     iqr_factor : float, default=1.5
         The factor ``f`` of the outlier bounds; must be > 0 (3.0 clips only extreme values).
     encoding : {"onehot", "ordinal"}, default="onehot"
@@ -122,7 +126,7 @@ class CleaningParams(StageParams):
         must suit the column's kind (no outlier clipping for a category, say).
     """
 
-    drop_duplicates: bool = True
+    drop_duplicates: bool = False
     drop_columns: list[str] = field(default_factory=list)
     non_negative_columns: list[str] = field(default_factory=list)
     fix_types: bool = True
@@ -130,7 +134,7 @@ class CleaningParams(StageParams):
     numeric_fill_value: float = 0.0
     categorical_imputation: str = "most_frequent"
     categorical_fill_value: str = "missing"
-    outliers: str = "clip"
+    outliers: str = "none"
     iqr_factor: float = 1.5
     encoding: str = "onehot"
     max_categories: int = 20
@@ -189,7 +193,9 @@ def apply(
         The cleaned table, with a fresh index.
     report : dict
         ``rows_in``, ``rows_out``, ``columns_dropped``, ``type_fixes`` ({column: "old -> new"}),
-        ``missing_target_dropped``, ``invalid_rows_dropped`` ({column: rows}) and
+        ``made_missing`` ({column: values that a type fix or a chosen type could not convert,
+        now missing}), ``missing_target_dropped``, ``invalid_rows_dropped`` ({column: rows}),
+        ``duplicates`` (rows repeating an earlier row exactly, dropped or not) and
         ``duplicates_dropped``.
 
     Raises
@@ -210,19 +216,23 @@ def apply(
     out = df.drop(columns=params.drop_columns)
 
     fixes: dict[str, str] = {}
+    lost: dict[str, int] = {}
     if params.fix_types:
         for name in out.columns:
             fixed = _fix_type(out[name], allow_bool=name != target)
             if fixed is not None:
                 fixes[str(name)] = f"{out[name].dtype} -> {fixed.dtype}"
+                lost[str(name)] = _made_missing(out[name], fixed)
                 out[name] = fixed
     for name, choices in params.column_choices.items():
         if "type" in choices and name in out.columns:
             converted = _convert(out[name], choices["type"])
             if converted.dtype != out[name].dtype:
                 fixes[name] = f"{out[name].dtype} -> {converted.dtype} (chosen)"
+            lost[name] = lost.get(name, 0) + _made_missing(out[name], converted)
             out[name] = converted
     report["type_fixes"] = fixes
+    report["made_missing"] = {name: n for name, n in lost.items() if n}
     check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
 
     keep = pd.Series(True, index=out.index)
@@ -243,11 +253,19 @@ def apply(
     report["invalid_rows_dropped"] = invalid
     out = out[keep]
 
-    duplicates = out.duplicated() if params.drop_duplicates else pd.Series(False, index=out.index)
+    duplicates = out.duplicated()
+    report["duplicates"] = int(duplicates.sum())
+    if not params.drop_duplicates:
+        duplicates = pd.Series(False, index=out.index)
     report["duplicates_dropped"] = int(duplicates.sum())
     out = out[~duplicates].reset_index(drop=True)
     report["rows_out"] = len(out)
     return out, report
+
+
+def _made_missing(before: pd.Series, after: pd.Series) -> int:
+    """Count the values a conversion turned into missing ones (blank text included)."""
+    return int((before.notna() & after.isna()).sum())
 
 
 def _convert(column: pd.Series, kind: str) -> pd.Series:
@@ -396,6 +414,11 @@ class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     lower_, upper_ : ndarray of shape (n_features,)
         The learned bounds; ``-inf`` / ``inf`` for columns that are not clipped.
+    n_clipped_ : ndarray of int, shape (n_features,)
+        How many values of each column of the fitted data lie beyond the bounds, i.e. how
+        many values clipping changed in the training split (see :func:`clipping_report`).
+    n_values_ : ndarray of int, shape (n_features,)
+        How many values of each column of the fitted data are not missing.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when fitted on a DataFrame with string column names.
@@ -427,6 +450,8 @@ class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
         self.lower_, self.upper_ = iqr_bounds(X, self.factor)
+        self.n_clipped_ = (np.less(X, self.lower_) | np.greater(X, self.upper_)).sum(axis=0)
+        self.n_values_ = (~np.isnan(X)).sum(axis=0)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -448,6 +473,56 @@ class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+
+def clipping_report(model: Any) -> pd.DataFrame:
+    """Say how many values outlier clipping changed in each column, as fitted in ``model``.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted model pipeline; every fitted :class:`OutlierClipper` inside it (in a
+        ``Pipeline`` or ``ColumnTransformer``, at any depth) is reported.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per clipped column, indexed by column name, with ``lower`` and ``upper`` (the
+        fences), ``values`` (non-missing values in the fitted data), ``clipped`` (values beyond
+        the fences, which clipping changed) and ``share``; empty when the model clips nothing.
+    """
+    rows = []
+    for clipper in _clippers(model):
+        names = getattr(clipper, "feature_names_in_", None)
+        if names is None:
+            names = [f"x{i}" for i in range(clipper.n_features_in_)]
+        for i, name in enumerate(names):
+            values, clipped = int(clipper.n_values_[i]), int(clipper.n_clipped_[i])
+            rows.append(
+                {
+                    "column": str(name),
+                    "lower": float(clipper.lower_[i]),
+                    "upper": float(clipper.upper_[i]),
+                    "values": values,
+                    "clipped": clipped,
+                    "share": clipped / values if values else 0.0,
+                }
+            )
+    columns = ["column", "lower", "upper", "values", "clipped", "share"]
+    return pd.DataFrame(rows, columns=columns).set_index("column")
+
+
+def _clippers(estimator: Any) -> Iterable[OutlierClipper]:
+    """Yield the fitted outlier clippers inside ``estimator``, in pipeline order."""
+    if isinstance(estimator, OutlierClipper):
+        if hasattr(estimator, "n_clipped_"):
+            yield estimator
+    elif isinstance(estimator, Pipeline):
+        for _, step in estimator.steps:
+            yield from _clippers(step)
+    elif isinstance(estimator, ColumnTransformer):
+        for _, transformer, _ in getattr(estimator, "transformers_", []):
+            yield from _clippers(transformer)
 
 
 def iqr_bounds(values: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -582,6 +657,49 @@ def _imputer(strategy: str, fill_value: Any) -> SimpleImputer:
     if strategy == "constant":
         return SimpleImputer(strategy="constant", fill_value=fill_value)
     return SimpleImputer(strategy=strategy)
+
+
+def grouped_categories(
+    df: pd.DataFrame, categorical_columns: list[str], max_categories: int
+) -> pd.DataFrame:
+    """Say which categorical columns have more levels than the encoder keeps apart.
+
+    With ``max_categories`` set, scikit-learn's encoders keep the ``max_categories - 1`` most
+    frequent levels of such a column and group the rest into one "infrequent" level, so the
+    model can no longer tell the rarer levels apart.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The cleaned table.
+    categorical_columns : list of str
+        The columns to look at.
+    max_categories : int
+        The clean stage's ``max_categories``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per column with more than ``max_categories`` levels, indexed by column name,
+        with ``levels``, ``levels_grouped``, ``rows_grouped`` and ``share`` (of the rows with a
+        value); empty when no column has that many levels.
+    """
+    rows = []
+    for name in categorical_columns:
+        counts = df[name].value_counts()
+        if len(counts) > max_categories:
+            grouped = int(counts.iloc[max_categories - 1 :].sum())
+            rows.append(
+                {
+                    "column": name,
+                    "levels": len(counts),
+                    "levels_grouped": len(counts) - max_categories + 1,
+                    "rows_grouped": grouped,
+                    "share": grouped / int(counts.sum()),
+                }
+            )
+    columns = ["column", "levels", "levels_grouped", "rows_grouped", "share"]
+    return pd.DataFrame(rows, columns=columns).set_index("column")
 
 
 def summarize(df: pd.DataFrame, *, iqr_factor: float = 1.5) -> pd.DataFrame:

@@ -239,7 +239,7 @@ class CleaningPanel(Panel):
         dropped = (
             f"without target {report['missing_target_dropped']:,}, invalid "
             f"{sum(report['invalid_rows_dropped'].values()):,}, duplicates "
-            f"{report['duplicates_dropped']:,}"
+            f"{report['duplicates_dropped']:,} of {report['duplicates']:,}"
         )
         fixes = ", ".join(f"{c}: {change}" for c, change in report["type_fixes"].items())
         own = "; ".join(

@@ -68,13 +68,13 @@ def _select(panel, label: str, value: str, *, last: bool = False) -> None:
 def test_the_cleaning_panel_saves_a_changed_choice(page, lab_project: Path) -> None:
     panel = _panel(page, "Cleaning")
     panel.get_by_text("rows x", exact=False).first.wait_for()
-    _select(panel, "outliers", "none", last=True)  # the table-wide choice
+    _select(panel, "outliers", "clip", last=True)  # the table-wide choice
     _select(panel, "column", "age")
     _select(panel, "imputation", "mean")  # the column's own choice
     panel.get_by_text("age: imputation mean").wait_for()
     panel.get_by_role("button", name="Save to pipeline").click()
     text = _wait_for_text(lab_project / "pipeline.yaml", "column_choices:")
-    assert "outliers: none" in text
+    assert "outliers: clip" in text
     assert "column_choices: {age: {imputation: mean}}" in text
     assert "# others are invalid" in text
     _shot(page, panel, "cleaning_panel")

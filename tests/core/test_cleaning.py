@@ -13,7 +13,9 @@ from nbtools.core.cleaning import (
     OutlierClipper,
     apply,
     build_preprocessor,
+    clipping_report,
     column_types,
+    grouped_categories,
     summarize,
 )
 from nbtools.core.data import make_churn
@@ -74,8 +76,25 @@ def test_invalid_params_name_the_parameter(changes, message):
 # --- row-level cleaning ------------------------------------------------------------------------
 
 
+def test_defaults_keep_duplicates_and_do_not_clip():
+    params = CleaningParams()
+    assert params.drop_duplicates is False and params.outliers == "none"
+
+
+def test_duplicates_are_counted_and_kept_by_default():
+    df = pd.DataFrame({"sex": ["f", "f", "m", "f"], "age": [30, 30, 40, 30], "y": [1, 1, 0, 1]})
+    cleaned, report = apply(df, CleaningParams(), target="y")
+    assert report["duplicates"] == 2 and report["duplicates_dropped"] == 0
+    assert len(cleaned) == report["rows_out"] == 4
+    cleaned, report = apply(df, CleaningParams(drop_duplicates=True), target="y")
+    assert report["duplicates"] == report["duplicates_dropped"] == 2
+    assert len(cleaned) == 2
+
+
 def test_apply_drops_bad_rows_and_reports_them(dirty):
-    params = CleaningParams(drop_columns=["id"], non_negative_columns=["amount", "age"])
+    params = CleaningParams(
+        drop_columns=["id"], non_negative_columns=["amount", "age"], drop_duplicates=True
+    )
     before = dirty.copy()
     cleaned, report = apply(dirty, params, target="label")
     pd.testing.assert_frame_equal(dirty, before)  # the input is untouched
@@ -104,6 +123,15 @@ def test_type_fixes(dirty):
     assert pd.api.types.is_string_dtype(cleaned["id"])  # leading zeros: an identifier
     assert pd.api.types.is_string_dtype(cleaned["note"])  # yes/no with gaps stays categorical
     assert set(report["type_fixes"]) == {"amount", "signed_up", "vip"}
+    assert report["made_missing"] == {"amount": 1}  # the blank, the only value lost
+
+
+def test_a_chosen_type_counts_the_values_it_could_not_convert():
+    df = pd.DataFrame({"code": ["1", "2", "n/a", "x", "5"], "y": [0, 1, 0, 1, 0]})
+    params = CleaningParams(column_choices={"code": {"type": "numeric"}})
+    cleaned, report = apply(df, params, target="y")
+    assert cleaned["code"].isna().sum() == 2
+    assert report["made_missing"] == {"code": 2}
 
 
 def test_target_is_never_turned_into_bool():
@@ -130,7 +158,9 @@ def test_apply_rejects_columns_that_do_not_exist(dirty):
 def test_clean_churn_demo():
     df = make_churn(3000)
     cleaned, report = apply(
-        df, CleaningParams(non_negative_columns=["tenure_months"]), target="churned"
+        df,
+        CleaningParams(non_negative_columns=["tenure_months"], drop_duplicates=True),
+        target="churned",
     )
     assert report["duplicates_dropped"] > 0 and report["invalid_rows_dropped"]["tenure_months"] > 0
     assert not cleaned.duplicated().any()
@@ -156,6 +186,32 @@ def test_clipper_learns_bounds_from_the_data_it_is_fitted_on():
     assert out[0, 0] == pytest.approx(4.75) and out[1, 0] == pytest.approx(0.25)
     assert np.isnan(out[2, 0])
     assert out[:, 1].tolist() == [1.0, 5.0, 0.0]  # IQR of 0: a mostly-constant flag is untouched
+
+
+def test_clipper_counts_the_values_it_clipped_during_fit():
+    values = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0], [4.0, 5.0], [50.0, 9.0], [np.nan, 5.0]])
+    clipper = OutlierClipper().fit(values)
+    assert clipper.n_clipped_.tolist() == [1, 0]  # 50 is beyond the fences; the flag is untouched
+    assert clipper.n_values_.tolist() == [5, 6]
+
+
+def test_clipping_report_finds_the_clippers_inside_a_fitted_pipeline():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(
+        {
+            "delay": np.r_[rng.normal(10, 2, 95), np.full(5, 300.0)],
+            "seats": rng.normal(100, 5, 100),
+            "carrier": rng.choice(["a", "b"], 100),
+        }
+    )
+    params = CleaningParams(outliers="clip", column_choices={"seats": {"outliers": "none"}})
+    pre = build_preprocessor(params, ["delay", "seats"], ["carrier"]).fit(train)
+    report = clipping_report(pre)
+    assert list(report.index) == ["delay"]  # seats is not clipped, carrier is a category
+    assert report.loc["delay", "clipped"] >= 5 and report.loc["delay", "values"] == 100
+    assert report.loc["delay", "share"] == report.loc["delay", "clipped"] / 100
+    assert report.loc["delay", "upper"] < 300
+    assert clipping_report(build_preprocessor(CleaningParams(), ["delay"], []).fit(train)).empty
 
 
 def test_clipper_rejects_a_bad_factor():
@@ -196,7 +252,7 @@ def test_preprocessor_learns_from_train_only():
 
 def test_preprocessor_clips_and_scales_with_training_statistics():
     train, test = _frames()
-    pre = build_preprocessor(CleaningParams(), ["n"], ["c"]).fit(train)
+    pre = build_preprocessor(CleaningParams(outliers="clip"), ["n"], ["c"]).fit(train)
     numeric = pre.named_transformers_["numeric"]
     assert numeric.named_steps["clip"].upper_[0] < 20
     scaled = pre.transform(test)[1, 0]
@@ -231,8 +287,17 @@ def test_max_categories_groups_rare_ones():
     assert list(pre.get_feature_names_out()) == ["c_a", "c_infrequent_sklearn"]
 
 
+def test_grouped_categories_lists_the_columns_whose_rare_levels_merge():
+    df = pd.DataFrame({"c": list("aaaabbbcd"), "d": list("xxxxxyyyy")})
+    grouped = grouped_categories(df, ["c", "d"], max_categories=2)
+    assert list(grouped.index) == ["c"]  # d has only two levels
+    assert grouped.loc["c", "levels"] == 4 and grouped.loc["c", "levels_grouped"] == 3
+    assert grouped.loc["c", "rows_grouped"] == 5 and grouped.loc["c", "share"] == 5 / 9
+    assert grouped_categories(df, ["c"], max_categories=4).empty
+
+
 def test_preprocessor_is_cloneable_and_needs_columns():
-    pre = build_preprocessor(CleaningParams(), ["n"], ["c"])
+    pre = build_preprocessor(CleaningParams(outliers="clip"), ["n"], ["c"])
     assert clone(pre).get_params()["numeric__clip__factor"] == 1.5
     with pytest.raises(InvalidParameterError, match=r"at least one numeric or categorical"):
         build_preprocessor(CleaningParams(), [], [])

@@ -17,9 +17,9 @@ def _panel(churn: pd.DataFrame, project: Path | None = None, **params) -> Cleani
 
 
 def test_the_panel_starts_from_the_stage_parameters(churn: pd.DataFrame) -> None:
-    panel = _panel(churn, outliers="none", drop_columns=["region"])
+    panel = _panel(churn, outliers="clip", drop_columns=["region"])
     exported = panel.export()
-    assert exported["outliers"] == "none"
+    assert exported["outliers"] == "clip"
     assert exported["drop_columns"] == ["region"]
     assert panel.notice.value == ""  # 600 rows: no sample
 
@@ -29,11 +29,17 @@ def test_changing_choices_updates_the_preview_and_the_exported_parameters(
 ) -> None:
     panel = _panel(churn)
     panel.drop_columns.value = ("region",)
-    panel.inputs["drop_duplicates"].value = False
-    assert f"{len(churn):,} rows x {churn.shape[1] - 1} columns" in panel.preview.value
+    panel.inputs["drop_duplicates"].value = True
+    params = cleaning.CleaningParams(drop_columns=["region"], drop_duplicates=True)
+    kept, report = cleaning.apply(churn, params, target="churned")
+    assert report["duplicates_dropped"] > 0
+    assert f"{len(kept):,} rows x {churn.shape[1] - 1} columns" in panel.preview.value
+    assert f"duplicates {report['duplicates_dropped']:,} of {report['duplicates']:,}" in (
+        panel.preview.value
+    )
     exported = panel.export()
     assert exported["drop_columns"] == ["region"]
-    assert exported["drop_duplicates"] is False
+    assert exported["drop_duplicates"] is True
     expected, _ = cleaning.apply(churn, cleaning.CleaningParams(**exported), target="churned")
     pd.testing.assert_frame_equal(panel.apply()[0], expected)
 
@@ -49,13 +55,13 @@ def test_a_large_table_is_previewed_on_a_sample_and_the_panel_says_so(
 def test_save_writes_the_choices_into_pipeline_yaml(churn: pd.DataFrame, project: Path) -> None:
     start = cleaning.CleaningParams.from_dict(load_pipeline(project).resolve()["clean"])
     panel = CleaningPanel(churn, start, target="churned", project_dir=project)
-    panel.inputs["outliers"].value = "none"
+    panel.inputs["outliers"].value = "clip"
     panel.save_button.click()
     assert "Saved to pipeline.yaml" in panel.message_text
     text = (project / "pipeline.yaml").read_text(encoding="utf-8")
-    assert "outliers: none" in text
+    assert "outliers: clip" in text
     assert "# others are invalid" in text  # the user's comment on the stage is kept
-    assert panel.saved == {"outliers": "none"}
+    assert panel.saved == {"outliers": "clip"}
 
 
 def test_a_strategy_that_does_not_fit_the_column_type_is_shown_and_not_saved(
