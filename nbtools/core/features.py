@@ -6,10 +6,10 @@ columns, and arithmetic features the user writes as expressions over columns
 
 Selection learns from data, so it is an unfitted transformer (:func:`build_selector`) that the
 train stage puts into the model pipeline after the preprocessor, and that is fitted on the
-training split only. It drops one feature of each highly correlated pair (a
-:class:`~nbtools.core.selectors.CorrelationFilter`), then keeps the most relevant features
-(``kbest`` by an ANOVA F test, ``model`` by tree importances) or drops near-constant ones
-(``threshold``).
+training split only. When asked to (by default it keeps every feature), it drops one feature of
+each highly correlated pair (a :class:`~nbtools.core.selectors.CorrelationFilter`), then keeps
+the most relevant features (``kbest`` by an ANOVA F test, ``model`` by tree importances) or drops
+near-constant ones (``threshold``).
 
 :func:`relevance` scores the raw columns against the target, for display.
 """
@@ -72,14 +72,14 @@ _SCHEMA = {
     "date_parts": Parameter("date_parts", True, "bool"),
     "expressions": Parameter("expressions", {}, "dict"),
     "selection": Parameter(
-        "selection", "kbest", "str", choices=("none", "kbest", "threshold", "model")
+        "selection", "none", "str", choices=("none", "kbest", "threshold", "model")
     ),
     "k": Parameter("k", 20, "int", low=1, high=None, high_inclusive=False),
     "variance_threshold": Parameter(
         "variance_threshold", 0.01, "float", low=0, high=None, high_inclusive=False
     ),
     "drop_correlated": Parameter(
-        "drop_correlated", 0.95, "float", low=0, high=1, low_inclusive=False
+        "drop_correlated", 1.0, "float", low=0, high=1, low_inclusive=False
     ),
     "exclude_columns": Parameter("exclude_columns", [], "list"),
 }
@@ -98,20 +98,21 @@ class FeatureParams(StageParams):
         New numeric features as ``{"name": "expression"}``; an expression combines numeric
         columns with ``+ - * / // % **``, numbers and parentheses. Names with spaces go in
         backticks. Divisions by zero give missing values, imputed later.
-    selection : {"none", "kbest", "threshold", "model"}, default="kbest"
+    selection : {"none", "kbest", "threshold", "model"}, default="none"
         ``"kbest"``: the ``k`` features with the highest ANOVA F score against the target;
         ``"model"``: the ``k`` features with the highest extra-trees importance;
         ``"threshold"``: drop features whose variance is at most ``variance_threshold``;
         ``"none"``: keep all. ``"kbest"`` and ``"model"`` need a target: for clustering they
-        keep all features.
+        keep all features. Off by default: discarding features is a choice to prove on the
+        validation split, not to make blind.
     k : int, default=20
         Features kept by ``"kbest"`` and ``"model"``; more than there are keeps all.
     variance_threshold : float, default=0.01
         Variance at or below which ``"threshold"`` drops a feature (after scaling numeric
         features have variance 1; a one-hot column of a 1 % category has about 0.01).
-    drop_correlated : float, default=0.95
+    drop_correlated : float, default=1.0
         Of each pair of features with an absolute Pearson correlation above this, drop the
-        later one. In (0, 1]; 1 keeps all.
+        later one. In (0, 1]; 1 (the default) keeps all.
     exclude_columns : list of str, default=[]
         Columns (cleaned or created) the model leaves out, chosen by hand or by a rule in the
         feature-selection panel. They stay available to ``expressions``.
@@ -119,10 +120,10 @@ class FeatureParams(StageParams):
 
     date_parts: bool = True
     expressions: dict[str, str] = field(default_factory=dict)
-    selection: str = "kbest"
+    selection: str = "none"
     k: int = 20
     variance_threshold: float = 0.01
-    drop_correlated: float = 0.95
+    drop_correlated: float = 1.0
     exclude_columns: list[str] = field(default_factory=list)
 
     STAGE: ClassVar[str] = _STAGE

@@ -182,9 +182,10 @@ def _preprocessed(n_rows: int = 1500) -> tuple[pd.DataFrame, pd.Series, Pipeline
     return df.drop(columns="churned"), df["churned"], pre
 
 
-def test_no_selection_is_an_identity():
+def test_the_default_selects_nothing():
     X, y, pre = _preprocessed()
-    selector = build_selector(FeatureParams(selection="none", drop_correlated=1.0), "regression")
+    assert FeatureParams() == FeatureParams(selection="none", drop_correlated=1.0)
+    selector = build_selector(FeatureParams(), "regression")
     model = Pipeline([("preprocess", pre), ("select", selector)]).fit(X, y)
     assert np.array_equal(model.transform(X), model.named_steps["preprocess"].transform(X))
     assert list(model.get_feature_names_out()) == list(pre.get_feature_names_out())
@@ -218,7 +219,9 @@ def test_k_larger_than_the_features_keeps_all():
 def test_clustering_selection_works_without_a_target():
     X, _, pre = _preprocessed(500)
     with pytest.warns(UserWarning, match=r"clustering task has none: all features are kept"):
-        selector = build_selector(FeatureParams(selection="kbest", k=3), "clustering")
+        selector = build_selector(
+            FeatureParams(selection="kbest", k=3, drop_correlated=0.95), "clustering"
+        )
     model = Pipeline([("preprocess", pre), ("select", selector)]).fit(X)
     dropped = model.named_steps["select"].named_steps["drop_correlated"].dropped_
     assert model.transform(X).shape[1] == len(pre.get_feature_names_out()) - len(dropped)
@@ -231,7 +234,7 @@ def test_correlated_features_are_explained():
     X = X.assign(charges_copy=X["monthly_charges"] * 2)
     numeric, categorical = cleaning.column_types(X, None)
     pre = cleaning.build_preprocessor(cleaning.CleaningParams(), numeric, categorical)
-    selector = build_selector(FeatureParams(selection="none"), "classification")
+    selector = build_selector(FeatureParams(drop_correlated=0.95), "classification")
     model = Pipeline([("preprocess", pre), ("select", selector)]).fit(X, y)
     explained = explain_selection(model.named_steps["select"], list(pre.get_feature_names_out()))
     assert not explained.loc["charges_copy", "kept"]
