@@ -4,9 +4,9 @@ A stage's cache key covers the data behind a source, not the source string: a fi
 place, new rows in a SQL table or new records behind an HTTP URL must run the stage again. Each
 fingerprint is as cheap as the source allows:
 
-- a file, a folder or a glob of files: size and modification time, with a SHA-256 of the content
-  whenever those changed (remembered per project, so an unchanged large file is not read again,
-  and a file touched without a change keeps its fingerprint);
+- a file, a folder or a glob of files: size, modification and change time, with a SHA-256 of
+  the content whenever those changed (remembered per project, so an unchanged large file is not
+  read again, and a file touched without a change keeps its fingerprint);
 - a SQL source (SQLAlchemy URL with a table or query): the query runs and its result is hashed;
 - an HTTP(S) URL: a conditional request with the ETag or Last-Modified the server gave last
   time (``304 Not Modified`` keeps the fingerprint), otherwise a hash of the body;

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nbtools
+from nbtools.core.checks import check_paths
 from nbtools.core.errors import DataSourceError, PipelineSpecError
 from nbtools.core.project import create_project
 from nbtools.core.sources import (
@@ -131,6 +132,8 @@ def test_a_declared_read_must_be_a_parameter_or_the_registry(tmp_path: Path) -> 
     (root / "pipeline.yaml").write_text(text.replace("reads: [source]", "reads: [sauce]"))
     with pytest.raises(PipelineSpecError, match=r"'sauce'.*neither 'registry' nor a parameter"):
         _ = load_pipeline(root).stage("ingest").read_sources
+    (problem,) = check_paths([root])  # what `nbtools check` reports
+    assert "'reads' of stage 'ingest' names 'sauce'" in problem
     (root / "pipeline.yaml").write_text(text.replace("reads: [source]", "reads: source"))
     with pytest.raises(PipelineSpecError, match=r"'reads' must be a list"):
         load_pipeline(root)
