@@ -24,7 +24,6 @@ from nbtools.core import environment
 from nbtools.core.cache import CacheIndex, CacheKey, code_hash, environment_fingerprint, stage_key
 from nbtools.core.dask_executor import SCHEDULER_VARIABLE, DaskStagePool
 from nbtools.core.errors import (
-    DataSourceError,
     ModelRegistryError,
     PipelineSpecError,
     StageFailedError,
@@ -48,7 +47,7 @@ from nbtools.core.scheduler import (
     stage_error,
     stage_pool,
 )
-from nbtools.core.sources import Fingerprint, FingerprintMemo, champion_state, fingerprint_source
+from nbtools.core.sources import Fingerprint, champion_state, fingerprint_stages
 from nbtools.core.spec import Pipeline, Stage
 
 if TYPE_CHECKING:
@@ -124,7 +123,9 @@ class GraphRun:
         self.environment = environment_fingerprint()
         needed = {s.name for name in self.selected for s in self.pipeline.upstream(name)}
         stages = [s for s in self.pipeline.stages if s.name in needed]
-        self._fingerprint(stages)
+        self.sources = fingerprint_stages(
+            stages, self.parameters, self.pipeline.project_dir, required=set(self.selected)
+        )
         run_id = new_run_id()
         self.run_dir = self.pipeline.runs_dir / run_id
         self.manifest = _new_manifest(self.pipeline, run_id, profile, overrides, stages)
@@ -144,35 +145,6 @@ class GraphRun:
         self.say(f"Run {run_id}: {len(self.selected)} stage(s) selected, record in {self.run_dir}")
         if self.resumed is not None and self.resumed["status"] == "running":
             self._close_killed(self.resumed)
-
-    def _fingerprint(self, stages: list[Stage]) -> None:
-        """Fingerprint the data sources the stages read, before anything is decided or recorded.
-
-        A selected stage's unreachable source stops the run here with a message naming it; one
-        outside the selection only makes its cache miss, so its newest outputs are taken.
-        """
-        memo = FingerprintMemo(self.pipeline.project_dir)
-        try:
-            for stage in stages:
-                found = self.sources[stage.name] = {}
-                for name in stage.read_sources:
-                    value = self.parameters[stage.name].get(name)
-                    if not isinstance(value, str):
-                        continue  # None: the stage reads nothing there this time
-                    try:
-                        found[name] = fingerprint_source(
-                            value,
-                            base_dir=self.pipeline.project_dir,
-                            memo=memo,
-                            table=self.parameters[stage.name].get("table"),
-                            query=self.parameters[stage.name].get("query"),
-                        )
-                    except DataSourceError:
-                        if stage.name in self.selected:
-                            raise
-                        found[name] = Fingerprint(value, "unreachable")
-        finally:
-            memo.save()
 
     def _close_killed(self, killed: dict[str, Any]) -> None:
         """Mark a killed run, and its open MLflow runs, failed: it will never close them itself."""

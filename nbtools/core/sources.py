@@ -26,13 +26,14 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbtools.core import data
 from nbtools.core.errors import DataSourceError
+from nbtools.core.spec import Stage
 
 #: Where a project remembers file fingerprints and HTTP validators, below its folder.
 MEMO_FILE = Path(".nbtools") / "cache" / "fingerprints.json"
@@ -155,6 +156,67 @@ def fingerprint_source(
             raise DataSourceError(f"Data source '{shown}' cannot be reached: {exc}") from exc
         return Fingerprint(shown, data.content_hash(frame), rows=len(frame))
     return Fingerprint(shown, _fingerprint_files(text, base_dir, memo))
+
+
+def fingerprint_stages(
+    stages: Iterable[Stage],
+    parameters: Mapping[str, Mapping[str, Any]],
+    project_dir: Path,
+    *,
+    required: Collection[str],
+) -> dict[str, dict[str, Fingerprint]]:
+    """Fingerprint every data source the stages declare they read (their ``read_sources``).
+
+    Parameters
+    ----------
+    stages : iterable of Stage
+        The stages whose sources to fingerprint.
+    parameters : mapping
+        Each stage's resolved parameters; a source parameter set to None reads nothing, and a
+        SQL source takes the stage's ``table`` and ``query`` parameters.
+    project_dir : Path
+        The project folder: relative paths, and the memo in :data:`MEMO_FILE`.
+    required : collection of str
+        Stages whose unreachable source is an error; for the others it only makes their cache
+        miss (its digest is ``"unreachable"``).
+
+    Returns
+    -------
+    dict
+        Stage name to parameter name to :class:`Fingerprint`.
+
+    Raises
+    ------
+    DataSourceError
+        When a required stage's source cannot be reached.
+    PipelineSpecError
+        When a stage declares a read that is not one of its parameters.
+    """
+    memo = FingerprintMemo(project_dir)
+    found: dict[str, dict[str, Fingerprint]] = {}
+    try:
+        for stage in stages:
+            values = parameters[stage.name]
+            found[stage.name] = {}
+            for name in stage.read_sources:
+                value = values.get(name)
+                if not isinstance(value, str):
+                    continue  # None: the stage reads nothing there this time
+                try:
+                    found[stage.name][name] = fingerprint_source(
+                        value,
+                        base_dir=project_dir,
+                        memo=memo,
+                        table=values.get("table"),
+                        query=values.get("query"),
+                    )
+                except DataSourceError:
+                    if stage.name in required:
+                        raise
+                    found[stage.name][name] = Fingerprint(data.redact_source(value), "unreachable")
+    finally:
+        memo.save()
+    return found
 
 
 def file_digest(path: Path, memo: FingerprintMemo) -> str:
