@@ -340,7 +340,7 @@ def _fingerprint_files(text: str, base_dir: Path, memo: FingerprintMemo) -> str:
 
 
 def _fingerprint_http(url: str, shown: str, memo: FingerprintMemo, timeout: float) -> Fingerprint:
-    known = memo.get(url) or {}
+    known = memo.get(shown) or {}
     headers = {"Accept": "application/json", "User-Agent": "nbtools"}
     if known.get("etag"):
         headers["If-None-Match"] = known["etag"]
@@ -368,7 +368,7 @@ def _fingerprint_http(url: str, shown: str, memo: FingerprintMemo, timeout: floa
         rows = len(data.records_to_frame(json.loads(body), where=shown))
     digest = _sha256(body)
     if etag or modified:
-        memo.put(url, {"etag": etag, "last_modified": modified, "digest": digest, "rows": rows})
+        memo.put(shown, {"etag": etag, "last_modified": modified, "digest": digest, "rows": rows})
     return Fingerprint(shown, digest, rows)
 
 
