@@ -1,6 +1,6 @@
 """The content-addressed stage cache: a stage whose key is unchanged is not executed again.
 
-A stage's cache key is the SHA-256 over four parts, each hashed on its own so that a re-run can
+A stage's cache key is the SHA-256 over six parts, each hashed on its own so that a re-run can
 say which part changed:
 
 ``code``
@@ -10,11 +10,18 @@ say which part changed:
 ``inputs``
     the content hashes of every upstream stage's outputs;
 ``environment``
-    Python's version and the versions of the packages that decide what a stage computes.
+    Python's version, the versions of the packages that decide what a stage computes, and a hash
+    of nbtools' own files (so an edit in an editable install counts);
+``source``
+    the fingerprints of the data sources the stage reads (see :mod:`nbtools.core.sources`): a
+    file's content, a query's result, an HTTP resource's validator or content;
+``registry``
+    the registry state the stage compares against: the champion's version and run.
 
 The index lives in ``<project>/.nbtools/cache/``: ``keys/<key>.json`` holds the record of the
 stage execution that produced the key (its output folder, recorded values and output hashes),
-``latest/<stage>.json`` the key parts of the stage's newest execution, for "why it ran".
+``latest/<stage>.json`` the key parts (and the key) of the stage's newest execution, for "why it
+ran"; ``fingerprints.json`` the file hashes and HTTP validators of the sources.
 """
 
 from __future__ import annotations
@@ -26,14 +33,17 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from nbtools.core.environment import package_versions
+from nbtools.core.sources import code_fingerprint
 
 CACHE_DIR = Path(".nbtools") / "cache"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed nbtools package
 #: The parts of a cache key, in the order "why it ran" names them.
-KEY_PARTS = ("code", "parameters", "inputs", "environment")
+KEY_PARTS = ("code", "parameters", "inputs", "environment", "source", "registry")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class CacheKey:
         """The key itself: the SHA-256 over the stage name and its parts."""
         return _sha256({"stage": self.stage, **self.parts})
 
+    def with_registry(self, state: Mapping[str, Any]) -> CacheKey:
+        """Return the same key with another registry state in its ``registry`` part."""
+        return CacheKey(self.stage, {**self.parts, "registry": _sha256(dict(state))})
+
     def changed_since(self, earlier: Mapping[str, str] | None) -> list[str]:
         """Return the names of the parts that differ from an earlier key's parts, in order."""
         if earlier is None:
@@ -74,9 +88,19 @@ def code_hash(notebook: Path) -> str:
     return _sha256(sources)
 
 
+@cache
 def environment_fingerprint() -> str:
-    """Return the SHA-256 of the Python version and the key package versions."""
-    return _sha256({"python": sys.version.split()[0], "packages": package_versions()})
+    """Return the SHA-256 of the Python version, the key package versions and nbtools' files.
+
+    Computed once per process: the files of the installed nbtools package are read then.
+    """
+    return _sha256(
+        {
+            "python": sys.version.split()[0],
+            "packages": package_versions(),
+            "nbtools_code": code_fingerprint(_PACKAGE_DIR),
+        }
+    )
 
 
 def stage_key(
@@ -86,6 +110,8 @@ def stage_key(
     parameters: Mapping[str, Any],
     input_hashes: Mapping[str, Mapping[str, str]],
     environment: str,
+    sources: Mapping[str, str] | None = None,
+    registry: Mapping[str, Any] | None = None,
 ) -> CacheKey:
     """Build the cache key of a stage.
 
@@ -101,6 +127,10 @@ def stage_key(
         For each upstream stage, the content hashes of its output files.
     environment : str
         :func:`environment_fingerprint`.
+    sources : mapping, optional
+        For each parameter naming a data source the stage reads, the source's fingerprint digest.
+    registry : mapping, optional
+        The registry state the stage reads (:func:`~nbtools.core.sources.champion_state`).
 
     Returns
     -------
@@ -113,6 +143,8 @@ def stage_key(
             "parameters": _sha256(dict(parameters)),
             "inputs": _sha256({k: dict(v) for k, v in sorted(input_hashes.items())}),
             "environment": environment,
+            "source": _sha256(dict(sources or {})),
+            "registry": _sha256(dict(registry or {})),
         },
     )
 
@@ -138,12 +170,20 @@ class CacheIndex:
 
     def latest_parts(self, stage: str) -> dict[str, str] | None:
         """Return the key parts of the newest execution of ``stage``, if it ever ran."""
-        return _read_json(self.root / "latest" / f"{stage}.json")
+        latest = _read_json(self.root / "latest" / f"{stage}.json")
+        return None if latest is None else {k: v for k, v in latest.items() if k in KEY_PARTS}
+
+    def latest_record(self, stage: str) -> dict[str, Any] | None:
+        """Return the stored record of the newest execution of ``stage``, if it is still known."""
+        latest = _read_json(self.root / "latest" / f"{stage}.json")
+        if latest is None or "key" not in latest:
+            return None
+        return _read_json(self.root / "keys" / f"{latest['key']}.json")
 
     def store(self, key: CacheKey, record: Mapping[str, Any]) -> None:
         """Remember a successful stage execution under its key (atomically, safe across runs)."""
         _write_json(self.root / "keys" / f"{key.digest}.json", dict(record))
-        _write_json(self.root / "latest" / f"{key.stage}.json", key.parts)
+        _write_json(self.root / "latest" / f"{key.stage}.json", {**key.parts, "key": key.digest})
 
 
 def _sha256(value: Any) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import nbformat
 
-from nbtools.core.errors import PipelineSpecError
+from nbtools.core.errors import NbtoolsError, PipelineSpecError
 from nbtools.core.params import RESERVED_NAMES, parse_parameters_cell
-from nbtools.core.spec import PIPELINE_FILE, load_pipeline
+from nbtools.core.spec import PIPELINE_FILE, Pipeline, load_pipeline
 
 
 def check_notebook(path: Path, stage: str | None = None) -> list[str]:
@@ -104,10 +104,29 @@ def check_paths(paths: list[Path]) -> list[str]:
         if path.is_dir():
             stages = {}
             if (path / PIPELINE_FILE).is_file():
-                stages = {s.notebook: s.name for s in load_pipeline(path).stages}
+                pipeline = load_pipeline(path)
+                stages = {s.notebook: s.name for s in pipeline.stages}
+                problems += _reads_problems(pipeline)
             for notebook in sorted(path.rglob("*.ipynb")):
                 if ".ipynb_checkpoints" not in notebook.parts:
                     problems += check_notebook(notebook, stages.get(notebook.resolve()))
         else:
             problems += check_notebook(path)
+    return problems
+
+
+def _reads_problems(pipeline: Pipeline) -> list[str]:
+    """Return a problem for each stage whose declared ``reads`` names no parameter of it."""
+    problems = []
+    for stage in pipeline.stages:
+        if stage.reads is None:
+            continue
+        try:
+            _ = stage.schema
+        except NbtoolsError:
+            continue  # the notebook's own problems are reported with it
+        try:
+            _ = stage.read_sources
+        except PipelineSpecError as exc:
+            problems.append(str(exc))
     return problems

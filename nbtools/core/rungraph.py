@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 from nbtools.core import environment
 from nbtools.core.cache import CacheIndex, CacheKey, code_hash, environment_fingerprint, stage_key
 from nbtools.core.dask_executor import SCHEDULER_VARIABLE, DaskStagePool
-from nbtools.core.errors import PipelineSpecError, StageFailedError
+from nbtools.core.errors import (
+    ModelRegistryError,
+    PipelineSpecError,
+    StageFailedError,
+)
 from nbtools.core.records import (
     EXECUTED_NOTEBOOK,
     HTML_RECORD,
@@ -44,6 +48,7 @@ from nbtools.core.scheduler import (
     stage_error,
     stage_pool,
 )
+from nbtools.core.sources import Fingerprint, champion_state, fingerprint_stages
 from nbtools.core.spec import Pipeline, Stage
 
 if TYPE_CHECKING:
@@ -105,6 +110,12 @@ class GraphRun:
     #: Claims of other runs this run waits for, and the cache keys they settle.
     borrowed: set[Future[None]] = field(default_factory=set)
     shared: set[str] = field(default_factory=set)
+    #: The data sources each stage reads, fingerprinted once per run: stage to parameter to it.
+    sources: dict[str, dict[str, Fingerprint]] = field(default_factory=dict)
+    #: The registry state each registry-reading stage's key holds.
+    registry: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The stored record of each stage's newest earlier execution, for "was N rows".
+    earlier: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def prepare(self, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
         """Settle the stages outside the selection and write the first manifest."""
@@ -113,6 +124,9 @@ class GraphRun:
         self.environment = environment_fingerprint()
         needed = {s.name for name in self.selected for s in self.pipeline.upstream(name)}
         stages = [s for s in self.pipeline.stages if s.name in needed]
+        self.sources = fingerprint_stages(
+            stages, self.parameters, self.pipeline.project_dir, required=set(self.selected)
+        )
         run_id = new_run_id()
         self.run_dir = self.pipeline.runs_dir / run_id
         self.manifest = _new_manifest(self.pipeline, run_id, profile, overrides, stages)
@@ -183,6 +197,7 @@ class GraphRun:
                 self._release(name)
         if self.pool is not None and self.owns_pool:
             self.pool.shutdown()
+        self._own_registry_changes()
         if self.error is not None:
             self.manifest["error"] = str(self.error)
         self._close(succeeded=self.error is None)
@@ -214,7 +229,7 @@ class GraphRun:
         if stage.name not in self.forced or key.digest in self.shared:
             hit = self._lookup(key)
             if hit is not None:
-                self._reuse(stage, hit, "unchanged")
+                self._reuse(stage, hit, self._unchanged(stage))
                 write_manifest(self.run_dir, self.manifest)
                 return True
         mine, other = _claim(self.pipeline.project_dir, key.digest, len(running) < self.jobs)
@@ -228,6 +243,29 @@ class GraphRun:
         running[self._submit(stage, key, waiting=waiting)] = stage.name
         return True
 
+    def _own_registry_changes(self) -> None:
+        """Key the registry-reading stages also on the champion this run itself deployed.
+
+        A stage's key holds the champion it compared against. When this run's deploy made its
+        own model the champion, the stages are stored under that new state too, so that running
+        the unchanged pipeline again reuses them; a champion set anywhere else re-runs them.
+        """
+        if not self.registry or self.cache is None:
+            return
+        try:
+            with project_lock(self.pipeline.project_dir):
+                now = champion_state(self.pipeline.tracking_uri, self.pipeline.model_name)
+        except ModelRegistryError:
+            return  # unreadable now: the next run reads it again and decides then
+        own = {r.get("mlflow_run_id") for r in self.manifest["stages"].values()} - {None}
+        if now["champion"] is None or now["champion"]["run_id"] not in own:
+            return
+        for name, seen in self.registry.items():
+            record = self.manifest["stages"][name]
+            if seen != now and record["status"] in DONE:
+                entry = _entry(self.manifest["run_id"], record)
+                self.cache.store(self.keys[name].with_registry(now), entry)
+
     def _release(self, name: str) -> None:
         """Let runs waiting for this run's execution of stage ``name`` look it up again."""
         digest, claim = self.claims.pop(name)
@@ -236,6 +274,11 @@ class GraphRun:
         claim.set_result(None)
 
     def _key(self, stage: Stage) -> CacheKey:
+        if stage.reads_registry:
+            with project_lock(self.pipeline.project_dir):  # a new database is not half-made
+                self.registry[stage.name] = champion_state(
+                    self.pipeline.tracking_uri, self.pipeline.model_name
+                )
         key = stage_key(
             stage.name,
             code=code_hash(stage.notebook),
@@ -246,9 +289,16 @@ class GraphRun:
             },
             input_hashes={name: self.hashes[name] for name in stage.inputs},
             environment=self.environment,
+            sources={name: found.digest for name, found in self.sources[stage.name].items()},
+            registry=self.registry.get(stage.name),
         )
         self.keys[stage.name] = key
         self.manifest["stages"][stage.name]["cache"] = {"key": key.digest, "parts": key.parts}
+        if self.sources[stage.name]:
+            self.manifest["stages"][stage.name]["sources"] = {
+                name: {"source": found.source, "fingerprint": found.digest, "rows": found.rows}
+                for name, found in self.sources[stage.name].items()
+            }
         return key
 
     def _lookup(self, key: CacheKey) -> dict[str, Any] | None:
@@ -308,14 +358,40 @@ class GraphRun:
         self.say(f"  {stage.name:<10} not run   ({record['why']})")
 
     def _why(self, stage: Stage, key: CacheKey) -> str:
+        assert self.cache is not None
+        self.earlier[stage.name] = self.cache.latest_record(stage.name)
         if stage.name in self.forced:
             return "forced"
-        assert self.cache is not None
         earlier = self.cache.latest_parts(stage.name)
         if earlier is None:
             return "no earlier execution"
         changed = key.changed_since(earlier)
+        if "source" in changed:
+            return f"{', '.join(changed)} changed: {self._source_names(stage)}"
         return f"{', '.join(changed)} changed" if changed else "its cached outputs are gone"
+
+    def _unchanged(self, stage: Stage) -> str:
+        if not self.sources[stage.name]:
+            return "unchanged"
+        return f"unchanged; source unchanged: {self._source_names(stage)}"
+
+    def _source_names(self, stage: Stage) -> str:
+        return ", ".join(found.source for found in self.sources[stage.name].values())
+
+    def _source_outcome(self, stage: Stage, record: dict[str, Any]) -> str | None:
+        """Say what a re-read source held: "source changed: x.csv, 1,000 rows, was 2,000"."""
+        key, earlier = self.keys[stage.name], self.earlier.get(stage.name)
+        if not self.sources[stage.name] or earlier is None:
+            return None
+        parts = (self.cache.latest_parts(stage.name) if self.cache else None) or {}
+        changed = "changed" if parts.get("source") != key.parts["source"] else "unchanged"
+        line = f"source {changed}: {self._source_names(stage)}"
+        rows, was = record["recorded"].get("rows"), earlier.get("recorded", {}).get("rows")
+        if isinstance(rows, int):
+            line += f", {rows:,} rows" + (f", was {was:,}" if isinstance(was, int) else "")
+        if record["output_hashes"] == earlier.get("output_hashes"):
+            line += "; its outputs are unchanged, so the stages after it can be reused"
+        return line
 
     def _submit(self, stage: Stage, key: CacheKey, *, waiting: int) -> Future[None]:
         """Open the record and MLflow run of ``stage`` and hand it to the pool."""
@@ -392,6 +468,7 @@ class GraphRun:
             record["html"] = str(stage_dir / HTML_RECORD)
         record["recorded"] = read_recorded(stage_dir)
         record["output_hashes"] = hash_outputs(stage_dir)
+        outcome = None if error else self._source_outcome(self.pipeline.stage(name), record)
         write_manifest(self.run_dir, self.manifest)
         if error is None:
             assert self.cache is not None
@@ -411,6 +488,8 @@ class GraphRun:
             f"  {name:<10} {record['status']:<9} {record['duration_s']:6.1f} s"
             + (f"  {error.reason}" if error else "")
         )
+        if outcome is not None:
+            self.say(f"  {'':<10} {outcome}")
         self._say_warnings(name, record["recorded"])
 
     def _say_warnings(self, name: str, recorded: dict[str, Any]) -> None:

@@ -77,7 +77,8 @@ def run_pipeline(
         backend on the same cluster.
     resume : str, optional
         Id (or unique prefix) of a failed or killed run to continue: its profile, overrides and
-        stage selection are used again and the stages it finished are reused.
+        stage selection are used again and the stages it finished are reused; the stages it
+        forced and had not finished are forced again.
     echo : callable, optional
         Called with one line of progress at a time.
     pool : Executor, optional
@@ -106,7 +107,13 @@ def run_pipeline(
     if resume is not None:
         resumed = _resumable(pipeline, resume)
         profile, overrides = resumed["profile"], resumed["overrides"]
-        only, targets, start, stop, force = resumed["selected"], None, None, None, False
+        only, targets, start, stop = resumed["selected"], None, None, None
+        # A forced run stays forced for the stages it had not finished.
+        force = [
+            name
+            for name in resumed.get("forced", [])
+            if resumed["stages"].get(name, {}).get("status") not in ("succeeded", "reused")
+        ]
     parameters = pipeline.resolve(profile, overrides)
     selected = select_stages(pipeline, only=only, start=start, stop=stop, targets=targets)
     run = GraphRun(

@@ -30,7 +30,17 @@ _PIPELINE_KEYS = {
     "profiles",
     "sweep",
 }
-_STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout"}
+_STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout", "reads"}
+#: What "registry" in a stage's ``reads`` stands for: the champion it compares against.
+REGISTRY = "registry"
+#: What a stage reads besides its inputs when ``pipeline.yaml`` does not say, by stage name: the
+#: stages of the default template. Parameter names there are read only if the stage has them.
+DEFAULT_READS: dict[str, tuple[str, ...]] = {
+    "ingest": ("source",),
+    "evaluate": (REGISTRY,),
+    "deploy": (REGISTRY, "gate_data"),
+    "monitor": (REGISTRY, "current", "labels"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class Stage:
         Values set for this stage in ``pipeline.yaml``.
     timeout : int
         Seconds one cell may run before the stage fails.
+    reads : tuple of str or None
+        What the stage reads besides its inputs, as declared in ``pipeline.yaml``: ``registry``
+        and names of parameters holding a data source. None: :data:`DEFAULT_READS`.
     """
 
     name: str
@@ -56,11 +69,37 @@ class Stage:
     inputs: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout: int = 600
+    reads: tuple[str, ...] | None = None
 
     @cached_property
     def schema(self) -> dict[str, Parameter]:
         """The typed parameters declared in the notebook's ``parameters`` cell."""
         return parse_parameters_cell(parameters_cell(self.notebook, self.name), self.name)
+
+    @cached_property
+    def read_sources(self) -> tuple[str, ...]:
+        """The parameters whose value names a data source the stage reads (its cache keys on it).
+
+        Raises
+        ------
+        PipelineSpecError
+            When a declared ``reads`` entry is neither ``registry`` nor a parameter of the stage.
+        """
+        if self.reads is None:
+            return tuple(n for n in DEFAULT_READS.get(self.name, ()) if n in self.schema)
+        unknown = [n for n in self.reads if n != REGISTRY and n not in self.schema]
+        if unknown:
+            raise PipelineSpecError(
+                f"'reads' of stage '{self.name}' names {', '.join(map(repr, unknown))}, which is "
+                f"neither 'registry' nor a parameter of the stage. Parameters: "
+                f"{', '.join(self.schema) or 'none'}."
+            )
+        return tuple(n for n in self.reads if n != REGISTRY)
+
+    @property
+    def reads_registry(self) -> bool:
+        """Whether the stage's result depends on the champion in the model registry."""
+        return REGISTRY in (DEFAULT_READS.get(self.name, ()) if self.reads is None else self.reads)
 
 
 @dataclass(frozen=True)
@@ -263,10 +302,18 @@ def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:
     _check_keys(body, _STAGE_KEYS, f"stage '{name}' in {path}")
     inputs = body.get("inputs") or []
     parameters = body.get("parameters") or {}
+    reads = body.get("reads")
     if not isinstance(inputs, list) or not isinstance(parameters, dict):
         raise PipelineSpecError(
             f"Stage '{name}' in {path}: 'inputs' must be a list of stage names and "
             "'parameters' a mapping."
+        )
+    if reads is not None and not (
+        isinstance(reads, list) and all(isinstance(r, str) for r in reads)
+    ):
+        raise PipelineSpecError(
+            f"Stage '{name}' in {path}: 'reads' must be a list of 'registry' and names of "
+            f"parameters that hold a data source, e.g. [source]. Got {reads!r} instead."
         )
     return Stage(
         name=str(name),
@@ -274,6 +321,7 @@ def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:
         inputs=tuple(str(i) for i in inputs),
         parameters=dict(parameters),
         timeout=_positive_int(body.get("timeout", timeout), f"stages.{name}.timeout", path),
+        reads=None if reads is None else tuple(reads),
     )
 
 

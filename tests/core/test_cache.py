@@ -55,3 +55,34 @@ def test_the_index_returns_a_stored_record_while_its_outputs_exist(tmp_path: Pat
     assert index.latest_parts("train") == key.parts
     shutil.rmtree(outputs)
     assert index.lookup(key) is None
+
+
+def test_sources_and_registry_are_parts_of_the_key_and_named_when_they_change() -> None:
+    def key(sources: dict[str, str], registry: dict[str, object] | None):
+        return stage_key(
+            "ingest",
+            code="c",
+            parameters={},
+            input_hashes={},
+            environment="env",
+            sources=sources,
+            registry=registry,
+        )
+
+    base = key({"source": "sha-a"}, {"champion": None})
+    assert key({"source": "sha-b"}, {"champion": None}).changed_since(base.parts) == ["source"]
+    champion = {"champion": {"version": "2", "run_id": "r"}}
+    moved = key({"source": "sha-a"}, champion)
+    assert moved.changed_since(base.parts) == ["registry"]
+    assert base.with_registry(champion).digest == moved.digest
+
+
+def test_the_index_knows_the_record_of_a_stages_newest_execution(tmp_path: Path) -> None:
+    index = CacheIndex(tmp_path)
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    assert index.latest_record("train") is None
+    index.store(_key({"C": 1}, {}), {"run_id": "r1", "output_dir": str(outputs)})
+    index.store(_key({"C": 2}, {}), {"run_id": "r2", "output_dir": str(outputs)})
+    assert index.latest_record("train") == {"run_id": "r2", "output_dir": str(outputs)}
+    assert index.latest_parts("train") == _key({"C": 2}, {}).parts
