@@ -299,8 +299,10 @@ def main() -> None:
             f"{_value(n):>9} {'drift' if n['drift'] else '-':>8}  "
             f"{'yes' if agree else 'NO':>5}  {'; '.join(own) or '-'}"
         )
-    print(f"\nMethods: Evidently {sorted({str(c['method']) for c in ev_cols.values()})}, "
-          f"nbtools {sorted({str(c['method']) for c in nb_cols.values()})}")
+    print(
+        f"\nMethods: Evidently {sorted({str(c['method']) for c in ev_cols.values()})}, "
+        f"nbtools {sorted({str(c['method']) for c in nb_cols.values()})}"
+    )
     if disagreements:
         print("Disagreements on the distribution decision:")
         for name in disagreements:

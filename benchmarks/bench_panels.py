@@ -35,7 +35,7 @@ from nbtools.core.project import create_project
 from nbtools.panels import CleaningPanel, FeatureSelectionPanel, TuningPanel
 from nbtools.panels.selection import RELEVANCE_ROWS
 
-#: One interaction: its name, the panel's seconds, and by hand on the panel's sample and on all rows.
+#: An interaction: its name, the panel's seconds, by hand on the panel's sample and on all rows.
 Result = tuple[str, float, float | None, float | None]
 
 

@@ -148,7 +148,9 @@ def monitor(
         click.echo(line)
         for column in window.drift.columns:
             if column.drift:
-                reliance = "" if column.importance is None else f", reliance {column.importance:.0%}"
+                reliance = (
+                    "" if column.importance is None else f", reliance {column.importance:.0%}"
+                )
                 click.echo(f"    {column.column}: {'; '.join(column.reasons)}{reliance}")
     if result.importance_note:
         click.echo(result.importance_note)

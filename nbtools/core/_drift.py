@@ -217,7 +217,7 @@ def test_column(
 def missing_check(
     ref: dict[str, Any], rows: int, present: int, alpha: float, min_rows: int, rise: float
 ) -> dict[str, Any]:
-    """Missing shares on both sides, and whether the current share rose beyond chance and ``rise``."""
+    """Missing shares on both sides; whether the current one rose beyond chance and ``rise``."""
     ref_rows = int(ref["count"]) + int(ref.get("missing", 0))
     ref_share = int(ref.get("missing", 0)) / ref_rows if ref_rows else 0.0
     missing = rows - present

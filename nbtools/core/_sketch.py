@@ -137,9 +137,7 @@ def wasserstein(atoms: np.ndarray, weights: np.ndarray, current: np.ndarray) -> 
     return float(np.sum(np.abs(gap) * np.diff(grid)))
 
 
-def weighted_quantiles(
-    atoms: np.ndarray, weights: np.ndarray, levels: np.ndarray
-) -> np.ndarray:
+def weighted_quantiles(atoms: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Quantiles of weighted atoms (the smallest atom whose cumulative weight reaches a level)."""
     cumulative = np.cumsum(weights)
     index = np.searchsorted(cumulative, levels * cumulative[-1], side="left")

@@ -33,7 +33,7 @@ from nbtools.core.spec import Pipeline
 
 RETRAIN_DATA = ("current", "reference+current")
 #: What a check can find, from the least to the most serious: a drifted column, dataset drift
-#: (at least ``share_threshold`` of the columns), performance decay, a breach of the retraining rule.
+#: (at least ``share_threshold`` of the columns), performance decay, a retraining-rule breach.
 FINDINGS = ("column-drift", "dataset-drift", "performance", "breach")
 HISTORY_FILE = Path("monitoring") / "history.jsonl"
 
@@ -492,7 +492,7 @@ def run_check(
             model = reference.load_model() if model is None else model
             step = "could not score the new rows"
             importance = monitoring.model_reliance(model, X, rows=policy.importance_rows)
-        except Exception as exc:  # noqa: BLE001 - drift stands without the weights; say why
+        except Exception as exc:  # drift stands without the weights; the note says why
             note = f"The model's reliance on each column is unknown: {reference.model_uri} "
             note += f"{step} ({type(exc).__name__}: {str(exc)[:200]})."
     windows = performance.split_windows(current, policy.every)

@@ -196,9 +196,7 @@ def _drift_table(report: monitoring.DriftReport) -> str:
         "<th>drift</th></tr>"
     )
     body = []
-    ranked = sorted(
-        report.columns, key=lambda r: (r.weighted_score or 0.0, r.score), reverse=True
-    )
+    ranked = sorted(report.columns, key=lambda r: (r.weighted_score or 0.0, r.score), reverse=True)
     for r in ranked:
         flag = _FLAGS[r.drift]
         why = "; ".join(r.reasons)

@@ -606,7 +606,10 @@ def _check_options(
 
 
 def _reference_columns(reference_stats: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(reference_stats, dict) or reference_stats.get("format") not in READABLE_FORMATS:
+    if (
+        not isinstance(reference_stats, dict)
+        or reference_stats.get("format") not in READABLE_FORMATS
+    ):
         raise DataSourceError(
             "The reference statistics were not produced by nbtools' reference_statistics "
             f"(expected 'format': '{FORMAT}'). Recompute them from the training features."

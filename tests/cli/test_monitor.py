@@ -62,7 +62,11 @@ def project(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Path
     (run / "05_train" / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
     test = table(1000, seed=1)
     score = roc_auc_score(test["churned"], model.predict_proba(test[X.columns])[:, 1])
-    metrics = {"primary_metric": "roc_auc", "greater_is_better": True, "metrics": {"roc_auc": score}}
+    metrics = {
+        "primary_metric": "roc_auc",
+        "greater_is_better": True,
+        "metrics": {"roc_auc": score},
+    }
     (run / "06_evaluate" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     stage = {"status": "succeeded", "recorded": {}, "error": None}
     write_manifest(
@@ -99,7 +103,16 @@ def monitor(project: Path, current: pd.DataFrame, *args: str) -> tuple[int, str]
     current.to_csv(path, index=False)
     result = CliRunner().invoke(
         cli,
-        ["monitor", "--project", str(project), "--reference", RUN_ID, "--current", path.name, *args],
+        [
+            "monitor",
+            "--project",
+            str(project),
+            "--reference",
+            RUN_ID,
+            "--current",
+            path.name,
+            *args,
+        ],
     )
     return result.exit_code, result.output
 
@@ -124,7 +137,10 @@ def test_three_of_twelve_columns_drifting_exits_3_although_the_dataset_does_not(
     for column in ("x00", "x01", "x02"):
         assert f"    {column}: distribution (Wasserstein (normed))" in output
     only_dataset = monitor(
-        project, table(2000, shifted=3, seed=3).drop(columns="churned"), "--fail-on", "dataset-drift"
+        project,
+        table(2000, shifted=3, seed=3).drop(columns="churned"),
+        "--fail-on",
+        "dataset-drift",
     )
     assert only_dataset[0] == 0, only_dataset[1]
 
@@ -187,9 +203,10 @@ def test_a_bad_fail_on_is_bad_input_with_status_2(project: Path) -> None:
 
 def test_the_installed_command_exits_with_the_status(project: Path) -> None:
     table(2000, shifted=3, seed=11).drop(columns="churned").to_csv(project / "now.csv", index=False)
+    command = [NBTOOLS, "monitor", "--project", str(project), "--reference", RUN_ID]
+    command += ["--current", "now.csv", "--importance-rows", "0"]
     completed = subprocess.run(
-        [NBTOOLS, "monitor", "--project", str(project), "--reference", RUN_ID]
-        + ["--current", "now.csv", "--importance-rows", "0"],
+        command,
         capture_output=True,
         text=True,
         check=False,
