@@ -65,7 +65,7 @@ TEST_LABELS = {
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """The drift test of one column.
+    """The drift checks of one column: its distribution, its missing values, its categories.
 
     Parameters
     ----------
@@ -133,7 +133,9 @@ class ColumnDrift:
         """How the column drifted, as people read it (empty when it did not)."""
         out = []
         if self.distribution_drift:
-            out.append(f"distribution ({TEST_LABELS[self.test]})")
+            value = self.statistic if self.p_value_adjusted is None else self.p_value_adjusted
+            kind = "" if self.p_value_adjusted is None else "adjusted p "
+            out.append(f"distribution ({TEST_LABELS[self.test]} {kind}{value:.3g})")
         if self.missing_drift:
             out.append(f"missing {self.missing_reference:.1%} -> {self.missing_current:.1%}")
         if self.new_category_drift:
