@@ -1,7 +1,8 @@
 """``nbtools monitor``: check new data for drift and performance decay; retrain on a breach.
 
-Exit status: 0 nothing found, 3 drift or performance decay found (so a scheduler can act on
-it), 1 a retraining run failed, 2 bad input (as every command).
+Exit status, so that a scheduler can act on what was found: 0 nothing that ``--fail-on`` lists,
+3 a drifted column, 4 dataset drift, 5 performance decay, 6 a breach of the retraining rule (the
+most serious finding wins), 1 an error (a retraining run failed), 2 bad input (as every command).
 """
 
 from __future__ import annotations
@@ -15,10 +16,27 @@ from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
 from nbtools.core.params import parse_assignment
 
-#: Exit status when drift or performance decay is found.
-EXIT_DRIFT_OR_DECAY = 3
-#: Exit status when the retraining run started on a breach failed.
+#: Exit status per finding (:data:`nbtools.core.monitor_check.FINDINGS`), least serious first.
+EXIT_FINDINGS = {"column-drift": 3, "dataset-drift": 4, "performance": 5, "breach": 6}
+#: Exit status when the retraining run started on a breach failed (an error, as elsewhere).
 EXIT_RETRAIN_FAILED = 1
+FAIL_ON_HELP = (
+    "Findings that fail the check, comma-separated: column-drift (exit 3), dataset-drift (4), "
+    "performance (5), breach (6), or none; the most serious one found sets the exit status."
+)
+
+
+def _fail_on(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in EXIT_FINDINGS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"expected a comma-separated list of {', '.join(EXIT_FINDINGS)}, or none. "
+            f"Got {value!r} instead."
+        )
+    return names
 
 
 @click.command()
@@ -43,6 +61,15 @@ EXIT_RETRAIN_FAILED = 1
 @click.option("--share-threshold", type=float, default=None, help="Drift share of dataset drift.")
 @click.option("--wasserstein-threshold", type=float, default=None, help="Normed distance.")
 @click.option("--js-threshold", type=float, default=None, help="Jensen-Shannon distance.")
+@click.option(
+    "--missing-threshold", type=float, default=None, help="Rise of the missing share that drifts."
+)
+@click.option(
+    "--new-category-threshold", type=float, default=None, help="Share of unseen categories."
+)
+@click.option(
+    "--importance-rows", type=int, default=None, help="Rows to measure reliance on (0: skip)."
+)
 @click.option("--max-drop", type=float, default=None, help="Allowed drop of the deciding metric.")
 @click.option("--drift-windows", type=int, default=None, help="Consecutive drifted windows.")
 @click.option(
@@ -56,6 +83,13 @@ EXIT_RETRAIN_FAILED = 1
 )
 @click.option("--holdout", type=float, default=None, help="Newest share held out for the gate.")
 @click.option("--margin", type=float, default=None, help="Improvement the challenger needs.")
+@click.option(
+    "--fail-on",
+    default=",".join(EXIT_FINDINGS),
+    show_default=True,
+    callback=_fail_on,
+    help=FAIL_ON_HELP,
+)
 @click.option("--profile", default=None, help="Parameter profile of pipeline.yaml.")
 @param_option("A parameter of the retraining run (repeatable).")
 @project_option("Project folder: its registry, runs, monitor settings and pipeline.")
@@ -65,6 +99,7 @@ def monitor(
     reference: str | None,
     labels: str | None,
     retrain: bool,
+    fail_on: tuple[str, ...],
     profile: str | None,
     params: tuple[str, ...],
     project_dir: Path,
@@ -72,8 +107,17 @@ def monitor(
 ) -> None:
     """Check new data against a model's training data and deployed score; retrain on a breach.
 
-    Writes monitoring/<check_id>/report.html and check.json, logs both to MLflow, and exits
-    with status 3 when drift or performance decay is found.
+    Writes monitoring/<check_id>/report.html and check.json and logs both to MLflow.
+
+    \b
+    Exit status (the most serious finding that --fail-on lists):
+      0  nothing found that --fail-on lists
+      3  column drift: a column's distribution, missing share or categories changed
+      4  dataset drift: at least share_threshold of the columns drifted
+      5  performance decay: the deciding metric fell more than max_drop
+      6  breach: retraining is due (drift in drift_windows windows in a row, or decay)
+      1  error: the retraining run failed
+      2  bad input: missing or extra columns, a changed type, an empty window, a bad option
     """
     from nbtools.core.retraining import monitor_project
 
@@ -96,12 +140,25 @@ def monitor(
         line = f"  {window.label:<52} {window.rows:>8,} rows  drift share " + (
             "n/a" if share is None else f"{share:.0%}"
         )
+        weighted = window.drift.weighted_drift_share
+        if weighted is not None:
+            line += f" (model reliance {weighted:.0%})"
         if perf is not None and perf.score is not None:
             line += f"  {perf.metric} {perf.score:.4f}"
         click.echo(line)
+        for column in window.drift.columns:
+            if column.drift:
+                reliance = (
+                    "" if column.importance is None else f", reliance {column.importance:.0%}"
+                )
+                click.echo(f"    {column.column}: {'; '.join(column.reasons)}{reliance}")
+    if result.importance_note:
+        click.echo(result.importance_note)
     click.echo(f"Report: {outcome.report}")
     click.echo(f"MLflow run: {outcome.mlflow_run_id}")
+    click.echo("Found: " + (", ".join(result.findings) or "nothing"))
     if outcome.retrain is not None and not outcome.retrain.succeeded:
         raise SystemExit(EXIT_RETRAIN_FAILED)
-    if result.drift_found or result.decay_found:
-        raise SystemExit(EXIT_DRIFT_OR_DECAY)
+    failing = [name for name in result.findings if name in fail_on]
+    if failing:
+        raise SystemExit(EXIT_FINDINGS[failing[-1]])

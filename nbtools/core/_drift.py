@@ -14,10 +14,13 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from nbtools.core import _sketch
+
 OTHER = "<other>"  # bucket for categories outside the reference's most frequent ones
-QUANTILE_LEVELS = 1000  # quantile sketch at levels (i + 0.5) / 1000
 DISCRETE_MAX_VALUES = 5  # numeric columns with at most this many values are tested as categorical
 PSI_EPSILON = 1e-4  # share used in place of an empty bin, so PSI stays finite
+KNOWN_MAX_CATEGORIES = 10_000  # categories listed for the new-category check (beyond: unchecked)
+NORM_FLOOR = 1e-3  # smallest standard deviation the Wasserstein distance is divided by
 
 
 # --- reference -------------------------------------------------------------------------------
@@ -49,7 +52,11 @@ def finite_values(series: pd.Series, kind: str = "numeric") -> np.ndarray:
 def numeric_reference(
     series: pd.Series, sample_size: int, rng: np.random.Generator, kind: str = "numeric"
 ) -> dict[str, Any]:
-    """Quantile sketch, decile histogram, sample and moments of a numeric or datetime column."""
+    """Sketch, decile histogram, sample and moments of a numeric or datetime column.
+
+    The sketch (:func:`nbtools.core._sketch.sketch`) keeps the tails, the minimum and the
+    maximum, for the Wasserstein distance; the sample serves the Kolmogorov-Smirnov test.
+    """
     values = np.sort(finite_values(series, kind))
     n = int(values.size)
     out: dict[str, Any] = {
@@ -62,12 +69,13 @@ def numeric_reference(
         return out
     edges = np.unique(sorted_quantiles(values, np.linspace(0.1, 0.9, 9)))
     keep = np.sort(rng.choice(n, size=sample_size, replace=False)) if n > sample_size else None
+    std = float(values.std())
     out.update(
         mean=float(values.mean()),
-        std=float(values.std()),
+        std=std,
         min=float(values[0]),
         max=float(values[-1]),
-        quantiles=sorted_quantiles(values, levels(QUANTILE_LEVELS)).tolist(),
+        **_sketch.sketch(values, std),
         histogram={
             "edges": edges.tolist(),
             "counts": sorted_bin_counts(values, edges).astype(int).tolist(),
@@ -82,16 +90,24 @@ def numeric_reference(
 
 
 def categorical_reference(series: pd.Series, max_categories: int = 100) -> dict[str, Any]:
-    """Category counts keyed by text: the most frequent ones, the rest pooled as ``other``."""
+    """Category counts keyed by text: the most frequent ones, the rest pooled as ``other``.
+
+    The names of the pooled categories are kept too (up to ``KNOWN_MAX_CATEGORIES`` in all),
+    with the number of categories seen once, for the new-category check.
+    """
     counts = category_counts(series).sort_values(ascending=False, kind="stable")
     kept = counts.iloc[:max_categories]
+    rest = counts.iloc[max_categories:]
+    complete = counts.size <= KNOWN_MAX_CATEGORIES
     return {
         "kind": "categorical",
         "dtype": str(series.dtype),
         "count": int(counts.sum()),
         "missing": int(series.isna().sum()),
         "frequencies": {str(k): int(v) for k, v in kept.items()},
-        "other": int(counts.iloc[max_categories:].sum()),
+        "other": int(rest.sum()),
+        "other_categories": [str(k) for k in rest.index] if complete else None,
+        "singletons": int((counts == 1).sum()),
     }
 
 
@@ -105,11 +121,6 @@ def category_counts(series: pd.Series) -> pd.Series:
 def number_key(value: float) -> str:
     """The text key of a value of a discrete numeric column (``1`` and ``1.0`` share one)."""
     return repr(float(value))
-
-
-def levels(n: int) -> np.ndarray:
-    """The ``n`` quantile levels of the sketch, at the middle of ``n`` equal slices."""
-    return (np.arange(n) + 0.5) / n
 
 
 def sorted_quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -133,15 +144,23 @@ def test_column(
     name: str,
     ref: dict[str, Any],
     current: pd.Series,
-    levels: np.ndarray,
     *,
     alpha: float,
     min_rows: int,
     large_sample: int,
     wasserstein_threshold: float,
     js_threshold: float,
+    missing_threshold: float,
+    new_category_threshold: float,
 ) -> dict[str, Any]:
-    """Run the drift test of one column; the p-value adjustment and its decision come later."""
+    """Test one column; the p-value adjustment and the distribution decision come later.
+
+    Besides the distribution test, two checks of their own: the share of missing values (a
+    one-sided binomial test against the reference's share, flagged when the rise also reaches
+    ``missing_threshold``), and the share of values in categories the reference never saw
+    (flagged when it exceeds the share of unseen values the reference itself predicts, its
+    Good-Turing estimate, by ``new_category_threshold`` and significantly).
+    """
     numeric = ref["kind"] != "categorical"
     numeric_values = np.sort(finite_values(current, ref["kind"])) if numeric else None
     cur_count = int(numeric_values.size if numeric_values is not None else current.notna().sum())
@@ -153,10 +172,11 @@ def test_column(
         "p_value": None,
         "p_value_adjusted": None,
         "threshold": alpha,
-        "drift": None,
         "psi": None,
         "reference_count": int(ref["count"]),
         "current_count": cur_count,
+        **missing_check(ref, int(current.size), cur_count, alpha, min_rows, missing_threshold),
+        **new_category_check(ref, current, alpha, min_rows, new_category_threshold),
     }
     if min(int(ref["count"]), cur_count) < min_rows:
         return out
@@ -183,16 +203,70 @@ def test_column(
         sorted_bin_counts(numeric_values, edges),
     )
     if large:
-        gaps = np.abs(np.asarray(ref["quantiles"]) - sorted_quantiles(numeric_values, levels))
         # A column tested as continuous has more than 5 distinct values, so its std is > 0.
-        out.update(
-            test="wasserstein",
-            threshold=wasserstein_threshold,
-            statistic=float(gaps.mean()) / ref["std"],
-        )
+        atoms, weights = _sketch.atoms_of(ref)
+        distance = _sketch.wasserstein(atoms, weights, numeric_values)
+        out.update(test="wasserstein", threshold=wasserstein_threshold)
+        out["statistic"] = distance / max(float(ref["std"]), NORM_FLOOR)
     else:
         result = stats.ks_2samp(np.asarray(ref["sample"], dtype=float), numeric_values)
         out.update(test="ks", statistic=float(result.statistic), p_value=float(result.pvalue))
+    return out
+
+
+def missing_check(
+    ref: dict[str, Any], rows: int, present: int, alpha: float, min_rows: int, rise: float
+) -> dict[str, Any]:
+    """Missing shares on both sides; whether the current one rose beyond chance and ``rise``."""
+    ref_rows = int(ref["count"]) + int(ref.get("missing", 0))
+    ref_share = int(ref.get("missing", 0)) / ref_rows if ref_rows else 0.0
+    missing = rows - present
+    out: dict[str, Any] = {
+        "missing_reference": ref_share,
+        "missing_current": missing / rows if rows else 0.0,
+        "missing_drift": None,
+    }
+    if rows < min_rows:
+        return out
+    # Half a value in place of none, so that a reference without gaps still allows a few.
+    expected = max(ref_share, 0.5 / (ref_rows + 1))
+    p_value = stats.binomtest(missing, rows, expected, alternative="greater").pvalue
+    out["missing_drift"] = bool(missing / rows - ref_share >= rise and p_value <= alpha)
+    return out
+
+
+def new_category_check(
+    ref: dict[str, Any], current: pd.Series, alpha: float, min_rows: int, rise: float
+) -> dict[str, Any]:
+    """Values in categories the reference never saw: their share, the ten most frequent, a flag.
+
+    Unchecked (None) for continuous columns and for categorical columns with more than
+    ``KNOWN_MAX_CATEGORIES`` categories, whose names the reference does not keep.
+    """
+    out: dict[str, Any] = {"new_share": None, "new_categories": [], "new_category_drift": None}
+    known_rest = ref.get("other_categories", [] if ref.get("other", 0) == 0 else None)
+    if "frequencies" not in ref or known_rest is None:
+        return out
+    if ref["kind"] == "categorical":
+        counts = category_counts(current)
+    else:
+        distinct, number = np.unique(finite_values(current, ref["kind"]), return_counts=True)
+        counts = pd.Series(number, index=[number_key(v) for v in distinct])
+    total = int(counts.sum())
+    if total == 0:
+        return out
+    unseen = counts[~counts.index.isin([*ref["frequencies"], *known_rest])]
+    unseen = unseen.sort_values(ascending=False, kind="stable")
+    share = float(unseen.sum()) / total
+    out.update(new_share=share, new_categories=[str(k) for k in unseen.index[:10]])
+    if total < min_rows:
+        return out
+    ref_count = max(int(ref["count"]), 1)
+    # Good-Turing: the share of reference values seen once estimates the share of unseen ones.
+    expected = int(ref.get("singletons", 0)) / ref_count
+    floor = max(expected, 0.5 / (ref_count + 1))
+    p_value = stats.binomtest(int(unseen.sum()), total, min(floor, 1.0), alternative="greater")
+    out["new_category_drift"] = bool(share - expected >= rise and p_value.pvalue <= alpha)
     return out
 
 

@@ -32,6 +32,9 @@ from nbtools.core.records import load_run
 from nbtools.core.spec import Pipeline
 
 RETRAIN_DATA = ("current", "reference+current")
+#: What a check can find, from the least to the most serious: a drifted column, dataset drift
+#: (at least ``share_threshold`` of the columns), performance decay, a retraining-rule breach.
+FINDINGS = ("column-drift", "dataset-drift", "performance", "breach")
 HISTORY_FILE = Path("monitoring") / "history.jsonl"
 
 
@@ -41,8 +44,13 @@ class MonitorPolicy:
 
     Parameters
     ----------
-    alpha, min_rows, share_threshold, large_sample, wasserstein_threshold, js_threshold
+    alpha, min_rows, share_threshold, large_sample, wasserstein_threshold, js_threshold,
+    missing_threshold, new_category_threshold
         The drift settings of :func:`nbtools.core.monitoring.detect_drift`.
+    importance_rows : int, default=2000
+        Rows of the current data on which the model's reliance on each column is measured
+        (:func:`nbtools.core.monitoring.model_reliance`), to weight drift by it; 0 skips it
+        (and loading the model when nothing else needs it).
     max_drop : float, default=0.05
         A window whose deciding metric is more than this below the baseline is a breach.
     drift_windows : int, default=2
@@ -65,6 +73,9 @@ class MonitorPolicy:
     large_sample: int = 1000
     wasserstein_threshold: float = 0.1
     js_threshold: float = 0.1
+    missing_threshold: float = 0.05
+    new_category_threshold: float = 0.01
+    importance_rows: int = 2000
     max_drop: float = 0.05
     drift_windows: int = 2
     every: str | None = None
@@ -96,6 +107,7 @@ class MonitorPolicy:
             ("retrain_data", self.retrain_data in RETRAIN_DATA, f"one of {RETRAIN_DATA}"),
             ("holdout", 0 < self.holdout < 1, "a float in the range (0, 1)"),
             ("margin", self.margin >= 0, "a float in the range [0, inf)"),
+            ("importance_rows", self.importance_rows >= 0, "an int in the range [0, inf)"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -114,6 +126,8 @@ class MonitorPolicy:
             "wasserstein_threshold",
             "js_threshold",
             "share_threshold",
+            "missing_threshold",
+            "new_category_threshold",
         )
         return {n: getattr(self, n) for n in names}
 
@@ -250,11 +264,29 @@ class CheckResult:
     windows_data: list[pd.DataFrame]
     breach: Breach | None
     policy: MonitorPolicy
+    importance: dict[str, float] | None = None
+    importance_note: str | None = None
 
     @property
     def drift_found(self) -> bool:
-        """Whether any window drifted."""
+        """Whether any window drifted as a dataset."""
         return any(w.drift.dataset_drift for w in self.windows)
+
+    @property
+    def column_drift_found(self) -> bool:
+        """Whether any column of any window drifted."""
+        return any(w.drift.drifted_columns for w in self.windows)
+
+    @property
+    def findings(self) -> list[str]:
+        """What the check found, from the least to the most serious (:data:`FINDINGS`)."""
+        found = {
+            "column-drift": self.column_drift_found,
+            "dataset-drift": self.drift_found,
+            "performance": self.decay_found,
+            "breach": self.breach is not None,
+        }
+        return [name for name in FINDINGS if found[name]]
 
     @property
     def decay_found(self) -> bool:
@@ -271,6 +303,9 @@ class CheckResult:
                 "baseline": self.reference.baseline,
             },
             "policy": asdict(self.policy),
+            "findings": self.findings,
+            "importance": self.importance,
+            "importance_note": self.importance_note,
             "breach": None if self.breach is None else asdict(self.breach),
             "windows": [
                 {
@@ -419,8 +454,10 @@ def run_check(
     history : iterable of dict
         Earlier windows' history entries (:func:`read_history`).
     model : estimator, optional
-        The model, to score labelled rows that have no logged predictions; loaded from
-        ``reference.model_uri`` when needed.
+        The model, to score labelled rows that have no logged predictions and to measure its
+        reliance on each column; loaded from ``reference.model_uri`` when needed. When it
+        cannot be loaded only for the reliance, the check goes on without it and says so
+        (:attr:`CheckResult.importance_note`).
 
     Raises
     ------
@@ -441,18 +478,31 @@ def run_check(
     if current.empty:
         performance.split_windows(current, None)  # raises the empty-window error
     current = as_trained(current, reference)
+    X = _features(current, target)
+    monitoring.detect_drift(reference.statistics, X.head(1), min_rows=2)  # schema errors first
     labelled = target is not None and target in current.columns and task != "clustering"
     if labelled and PREDICTION_COLUMN not in current.columns:
-        X = _features(current, target)
-        monitoring.detect_drift(reference.statistics, X.head(1), min_rows=2)  # schema errors first
         if model is None:
             model = reference.load_model()
         current = performance.add_predictions(model, current, X)
+    importance, note = None, None
+    if policy.importance_rows > 0:
+        step = "did not load"
+        try:
+            model = reference.load_model() if model is None else model
+            step = "could not score the new rows"
+            importance = monitoring.model_reliance(model, X, rows=policy.importance_rows)
+        except Exception as exc:  # drift stands without the weights; the note says why
+            note = f"The model's reliance on each column is unknown: {reference.model_uri} "
+            note += f"{step} ({type(exc).__name__}: {str(exc)[:200]})."
     windows = performance.split_windows(current, policy.every)
     checks: list[WindowCheck] = []
     for window in windows:
         drift = monitoring.detect_drift(
-            reference.statistics, _features(window.data, target), **policy.drift_options()
+            reference.statistics,
+            _features(window.data, target),
+            importance=importance,
+            **policy.drift_options(),
         )
         perf = None
         if labelled:
@@ -473,7 +523,9 @@ def run_check(
             )[0]
         checks.append(WindowCheck(window.start, window.end, len(window.data), drift, perf))
     breach = find_breach([*history], [c.entry(reference) for c in checks], policy)
-    return CheckResult(reference, checks, [w.data for w in windows], breach, policy)
+    return CheckResult(
+        reference, checks, [w.data for w in windows], breach, policy, importance, note
+    )
 
 
 _TRUE, _FALSE = {"yes", "y", "true"}, {"no", "n", "false"}

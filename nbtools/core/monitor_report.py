@@ -87,7 +87,13 @@ def report_html(result: CheckResult, decisions: Sequence[dict[str, Any]] = ()) -
         "standard deviations, Jensen-Shannon) drift at their threshold. Dataset drift when at "
         f"least {report.share_threshold:.0%} of the tested columns drift. PSI is for "
         "information (above 0.2 is usually read as a significant shift). Score 1 is the "
-        "threshold: the distance over its threshold, or log(adjusted p) / log(alpha).</p>",
+        "threshold: the distance over its threshold, or log(adjusted p) / log(alpha). A column "
+        f"also drifts when its missing share rises by {result.policy.missing_threshold:g} or "
+        "more, or its values fall into categories never seen in training (beyond the share "
+        f"the training data predicts, by {result.policy.new_category_threshold:g}). Reliance "
+        "is the model's: how much its predictions move when the column is shuffled, as a share "
+        "of all columns; the table lists the columns by score times reliance.</p>",
+        _reliance(result, report),
         _img(monitoring.scores_figure(report)),
         _drift_table(report),
         "<h2>Columns</h2>",
@@ -167,21 +173,45 @@ def _windows_table(result: CheckResult) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def _reliance(result: CheckResult, report: monitoring.DriftReport) -> str:
+    if result.importance_note:
+        return f"<p>{html.escape(result.importance_note)}</p>"
+    if report.weighted_drift_share is None:
+        return ""
+    return (
+        f"<p class='verdict'>The drifted columns carry {report.weighted_drift_share:.0%} of the "
+        "model's reliance on its inputs.</p>"
+    )
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
 def _drift_table(report: monitoring.DriftReport) -> str:
     head = (
         "<tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
         "<th>adjusted p</th><th>threshold</th><th>PSI</th><th>values (ref / cur)</th>"
+        "<th>missing (ref / cur)</th><th>unseen categories</th><th>reliance</th>"
         "<th>drift</th></tr>"
     )
     body = []
-    for r in report.columns:
+    ranked = sorted(report.columns, key=lambda r: (r.weighted_score or 0.0, r.score), reverse=True)
+    for r in ranked:
         flag = _FLAGS[r.drift]
+        why = "; ".join(r.reasons)
+        unseen = _share(r.new_share)
+        if r.new_categories:
+            unseen += " (" + ", ".join(r.new_categories[:3]) + ")"
         body.append(
             f"<tr><td>{html.escape(r.column)}</td><td>{r.kind}</td>"
             f"<td>{monitoring.TEST_LABELS[r.test]}</td>"
             f"<td>{_num(r.statistic)}</td><td>{_num(r.p_value)}</td>"
             f"<td>{_num(r.p_value_adjusted)}</td><td>{_num(r.threshold)}</td><td>{_num(r.psi)}</td>"
             f"<td>{r.reference_count:,} / {r.current_count:,}</td>"
-            f"<td class='{flag.replace(' ', '-')}'>{flag}</td></tr>"
+            f"<td>{_share(r.missing_reference)} / {_share(r.missing_current)}</td>"
+            f"<td>{html.escape(unseen)}</td><td>{_share(r.importance)}</td>"
+            f"<td class='{flag.replace(' ', '-')}' title='{html.escape(why)}'>{flag}"
+            f"{'<br>' + html.escape(why) if why else ''}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"

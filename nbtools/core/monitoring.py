@@ -2,8 +2,10 @@
 
 :func:`reference_statistics` summarises the training features once, at training time, into a small
 JSON-serialisable dict: enough to test drift later without the raw training data. For a numeric
-column it keeps a quantile sketch, a histogram on fixed (decile) bin edges, a sample of up to 5,000
-values, the mean and the standard deviation; for a categorical column the category frequencies.
+column it keeps its distinct values with their counts, or a sketch that keeps the tails
+(:mod:`nbtools.core._sketch`), a histogram on fixed (decile) bin edges, a sample of up to 5,000
+values, the mean and the standard deviation; for a categorical column the category frequencies
+and names; for every column its count of missing values.
 
 :func:`detect_drift` compares new data with that reference column by column. The test follows
 Evidently's defaults, chosen by sample size (the smaller of the reference and current counts):
@@ -18,9 +20,15 @@ categorical   chi-square test of homogeneity           Jensen-Shannon distance (
 Dates are tested like numbers, in days since 1970. A numeric column with at most 5 distinct
 reference values is tested as categorical. P-values are adjusted with the Benjamini-Hochberg
 procedure across the columns tested with a p-value; a distance drifts when it reaches its
-threshold. The population stability index (PSI) is reported for information. A column with fewer
-than ``min_rows`` values on either side is "not enough data". The dataset drifts when the share of
-drifted columns reaches ``share_threshold``.
+threshold. The Wasserstein distance is exact on the current values and within the sketch's
+recorded error of the distance to the full reference. The population stability index (PSI) is
+reported for information. A column with fewer than ``min_rows`` values on either side is "not
+enough data" for the test.
+
+Two more checks, which Evidently does not make, flag a column on their own: a surge of missing
+values, and values in categories the reference never saw. The dataset drifts when the share of
+drifted columns reaches ``share_threshold``. :func:`model_reliance` measures how much a model
+relies on each column, so that a report can weight drift by it.
 
 :func:`scores_figure` and :func:`column_figure` plot a report; :mod:`nbtools.core.monitor_report`
 renders it, with the performance over time, as one self-contained HTML page.
@@ -29,6 +37,7 @@ renders it, with the performance over time, as one self-contained HTML page.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,10 +46,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from nbtools.core import _drift
+from nbtools.core import _drift, _sketch
 from nbtools.core.errors import DataSourceError, InvalidParameterError
 
-FORMAT = "nbtools.reference/1"
+FORMAT = "nbtools.reference/2"
+#: Formats :func:`detect_drift` reads: /1 kept a 1,000-quantile sketch without exact tails.
+READABLE_FORMATS = ("nbtools.reference/1", FORMAT)
 
 #: How reports name each test.
 TEST_LABELS = {
@@ -54,7 +65,7 @@ TEST_LABELS = {
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """The drift test of one column.
+    """The drift checks of one column: its distribution, its missing values, its categories.
 
     Parameters
     ----------
@@ -73,12 +84,28 @@ class ColumnDrift:
         Benjamini-Hochberg adjusted p-value, compared with ``threshold``.
     threshold : float
         ``alpha`` for the p-value tests, the distance threshold for the distance tests.
-    drift : bool or None
-        Whether the column drifted; None when there was not enough data to test.
+    distribution_drift : bool or None
+        The test's decision (what Evidently decides); None when there was not enough data.
     psi : float or None
         Population stability index, for information.
     reference_count, current_count : int
         Non-missing values of the column on each side.
+    missing_reference, missing_current : float
+        Share of missing (or infinite) values on each side.
+    missing_drift : bool or None
+        Whether the missing share rose by at least ``missing_threshold``, beyond chance.
+    new_share : float or None
+        Share of the current values in categories the reference never saw (categorical and
+        discrete columns; None when unchecked).
+    new_categories : list of str
+        The ten most frequent of those categories.
+    new_category_drift : bool or None
+        Whether ``new_share`` exceeds the reference's own expected share of unseen values
+        (Good-Turing) by at least ``new_category_threshold``, beyond chance.
+    drift : bool or None
+        Whether the column drifted in any of the three ways; None when none could be checked.
+    importance : float or None
+        The model's reliance on the column, as a share of all columns (:func:`model_reliance`).
     """
 
     column: str
@@ -88,22 +115,53 @@ class ColumnDrift:
     p_value: float | None
     p_value_adjusted: float | None
     threshold: float
-    drift: bool | None
+    distribution_drift: bool | None
     psi: float | None
     reference_count: int
     current_count: int
+    missing_reference: float
+    missing_current: float
+    missing_drift: bool | None
+    new_share: float | None
+    new_categories: list[str]
+    new_category_drift: bool | None
+    drift: bool | None
+    importance: float | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        """How the column drifted, as people read it (empty when it did not)."""
+        out = []
+        if self.distribution_drift:
+            value = self.statistic if self.p_value_adjusted is None else self.p_value_adjusted
+            kind = "" if self.p_value_adjusted is None else "adjusted p "
+            out.append(f"distribution ({TEST_LABELS[self.test]} {kind}{value:.3g})")
+        if self.missing_drift:
+            out.append(f"missing {self.missing_reference:.1%} -> {self.missing_current:.1%}")
+        if self.new_category_drift:
+            shown = ", ".join(self.new_categories[:3])
+            out.append(f"new categories {self.new_share:.1%} ({shown})")
+        return out
+
+    @property
+    def weighted_score(self) -> float | None:
+        """:attr:`score` times :attr:`importance`: drift in what the model relies on ranks first."""
+        return None if self.importance is None else self.score * self.importance
 
     @property
     def score(self) -> float:
         """Drift score on one scale for every test: 1 is the threshold, above 1 is drift.
 
         The distance over its threshold, or log(adjusted p) / log(alpha); 0 when untested.
+        A column flagged only for missing values or new categories scores at least 1.
         """
         if self.statistic is None:
-            return 0.0
-        if self.p_value_adjusted is None:
-            return self.statistic / self.threshold
-        return math.log(max(self.p_value_adjusted, 1e-300)) / math.log(self.threshold)
+            distribution = 0.0
+        elif self.p_value_adjusted is None:
+            distribution = self.statistic / self.threshold
+        else:
+            distribution = math.log(max(self.p_value_adjusted, 1e-300)) / math.log(self.threshold)
+        return max(distribution, 1.0) if self.drift else distribution
 
 
 @dataclass(frozen=True)
@@ -122,6 +180,9 @@ class DriftReport:
         The settings the decisions used.
     reference_rows, current_rows : int
         Rows on each side.
+    weighted_drift_share : float or None
+        The model's reliance on the drifted columns, as a share of its reliance on the tested
+        ones; None without importances.
     """
 
     columns: list[ColumnDrift]
@@ -131,6 +192,7 @@ class DriftReport:
     share_threshold: float
     reference_rows: int
     current_rows: int
+    weighted_drift_share: float | None = None
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -175,8 +237,13 @@ def reference_statistics(
     Returns
     -------
     dict
-        JSON-serialisable: ``{"format", "rows", "quantile_levels", "target", "task",
-        "columns": {name: stats}}``.
+        JSON-serialisable: ``{"format", "rows", "target", "task", "columns": {name: stats}}``.
+        A numeric column keeps ``atoms`` and ``weights`` (every distinct value with its count, or
+        a sketch within 0.001 standard deviations of the data in Wasserstein distance that keeps
+        the minimum, the maximum and any far-out values exactly; ``sketch_error`` says how far),
+        a decile ``histogram``, a ``sample``, ``mean``, ``std``, ``min``, ``max`` and the counts of
+        values and of ``missing`` ones; a categorical column its ``frequencies`` (the 100 most
+        frequent categories), the ``other`` count and names of the rest, and ``singletons``.
 
     Raises
     ------
@@ -203,7 +270,6 @@ def reference_statistics(
     return {
         "format": FORMAT,
         "rows": int(X.shape[0]),
-        "quantile_levels": _drift.QUANTILE_LEVELS,
         "target": target,
         "task": task,
         "columns": columns,
@@ -220,6 +286,9 @@ def detect_drift(
     wasserstein_threshold: float = 0.1,
     js_threshold: float = 0.1,
     share_threshold: float = 0.5,
+    missing_threshold: float = 0.05,
+    new_category_threshold: float = 0.01,
+    importance: Mapping[str, float] | None = None,
 ) -> DriftReport:
     """Test every reference column of ``current`` for drift.
 
@@ -242,6 +311,16 @@ def detect_drift(
         Drift when the Jensen-Shannon distance reaches this.
     share_threshold : float, default=0.5
         Dataset drift when at least this share of the tested columns drift.
+    missing_threshold : float, default=0.05
+        A column drifts when its share of missing values rises by at least this much (0.05: from
+        0 % to 5 %), and more than chance explains (one-sided binomial test at ``alpha``).
+    new_category_threshold : float, default=0.01
+        A categorical column drifts when the share of its values in categories never seen in
+        training exceeds by at least this much the share of unseen values the training data
+        predicts (the Good-Turing estimate: its share of categories seen once), beyond chance.
+    importance : mapping of str to float, optional
+        The model's reliance on each column (:func:`model_reliance`), shown beside the drift and
+        summed over the drifted columns in :attr:`DriftReport.weighted_drift_share`.
 
     Returns
     -------
@@ -257,23 +336,30 @@ def detect_drift(
         were, numbers where categories were, text that holds no dates where dates were).
     """
     _check_options(
-        alpha, min_rows, large_sample, wasserstein_threshold, js_threshold, share_threshold
+        alpha,
+        min_rows,
+        large_sample,
+        wasserstein_threshold,
+        js_threshold,
+        share_threshold,
+        missing_threshold,
+        new_category_threshold,
     )
     references = _reference_columns(reference_stats)
     _check_current(references, current)
-    levels = _drift.levels(int(reference_stats.get("quantile_levels", _drift.QUANTILE_LEVELS)))
 
     raw = [
         _drift.test_column(
             name,
             ref,
             current[name],
-            levels,
             alpha=alpha,
             min_rows=min_rows,
             large_sample=large_sample,
             wasserstein_threshold=wasserstein_threshold,
             js_threshold=js_threshold,
+            missing_threshold=missing_threshold,
+            new_category_threshold=new_category_threshold,
         )
         for name, ref in references.items()
     ]
@@ -281,14 +367,22 @@ def detect_drift(
     adjusted = iter(stats.false_discovery_control(p_values, method="bh") if p_values else [])
     columns = []
     for r in raw:
+        r["distribution_drift"] = None
         if r["p_value"] is not None:
             r["p_value_adjusted"] = float(next(adjusted))
-            r["drift"] = r["p_value_adjusted"] <= alpha
+            r["distribution_drift"] = r["p_value_adjusted"] <= alpha
         elif r["statistic"] is not None:
-            r["drift"] = r["statistic"] >= r["threshold"]
+            r["distribution_drift"] = r["statistic"] >= r["threshold"]
+        flags = [r["distribution_drift"], r["missing_drift"], r["new_category_drift"]]
+        r["drift"] = True if any(flags) else None if all(f is None for f in flags) else False
+        r["importance"] = None if importance is None else importance.get(r["column"])
         columns.append(ColumnDrift(**r))
     tested = [c for c in columns if c.drift is not None]
     share = sum(bool(c.drift) for c in tested) / len(tested) if tested else None
+    weighted = None
+    reliance = sum(c.importance or 0.0 for c in tested)
+    if importance is not None and reliance > 0:
+        weighted = sum(c.importance or 0.0 for c in tested if c.drift) / reliance
     return DriftReport(
         columns=columns,
         drift_share=share,
@@ -297,7 +391,65 @@ def detect_drift(
         share_threshold=share_threshold,
         reference_rows=int(reference_stats.get("rows", 0)),
         current_rows=int(current.shape[0]),
+        weighted_drift_share=weighted,
     )
+
+
+def model_reliance(
+    model: Any, X: pd.DataFrame, *, rows: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """How much a model's output relies on each input column, without labels.
+
+    Each column in turn is shuffled among ``rows`` sampled rows, and the model's output is
+    compared with its output on the intact rows: for a classifier with probabilities the mean
+    total-variation distance between the two probability vectors, otherwise the mean absolute
+    change of the prediction in standard deviations of the predictions (a regressor), or the
+    share of changed predictions (labels of a clusterer). This is permutation importance with
+    the model's own output in place of the labels, so it works on the unlabelled new data that
+    drift is measured on: a column the model ignores gets 0, whatever its drift.
+
+    Parameters
+    ----------
+    model : estimator
+        The fitted model pipeline, taking ``X``'s columns.
+    X : DataFrame
+        Rows to measure on (the current data).
+    rows : int, default=2000
+        Rows sampled from ``X``.
+    seed : int, default=0
+        Seed of the sample and the shuffles.
+
+    Returns
+    -------
+    dict
+        Column name to its share of the total reliance (the shares sum to 1; all 0 when the
+        output changes with no column).
+    """
+    rng = np.random.default_rng(seed)
+    if len(X) > rows:
+        X = X.iloc[np.sort(rng.choice(len(X), size=rows, replace=False))]
+    X = X.reset_index(drop=True)
+    proba = hasattr(model, "predict_proba")
+
+    def output(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict_proba(frame) if proba else model.predict(frame))
+
+    base = output(X)
+    numeric = not proba and np.issubdtype(base.dtype, np.number) and np.unique(base).size > 20
+    scale = float(np.std(base)) if numeric else 1.0
+    changes = {}
+    for name in X.columns:
+        shuffled = X.assign(**{name: X[name].to_numpy()[rng.permutation(len(X))]})
+        moved = output(shuffled)
+        if proba:
+            change = 0.5 * np.abs(moved - base).sum(axis=1).mean()
+        elif numeric:
+            change = np.abs(moved - base).mean() / max(scale, 1e-12)
+        else:
+            change = np.mean(moved != base)
+        changes[str(name)] = float(change)
+    total = sum(changes.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in changes.items()}
 
 
 def scores_figure(report: DriftReport) -> Figure:
@@ -370,8 +522,7 @@ def column_figure(
     elif ref["count"] > 0:
         values = _drift.finite_values(series, ref["kind"])
         sample = np.asarray(ref["sample"], dtype=float)
-        quantiles = np.asarray(ref["quantiles"])
-        low, high = quantiles[len(quantiles) // 200], quantiles[-1 - len(quantiles) // 200]
+        low, high = _sketch.weighted_quantiles(*_sketch.atoms_of(ref), np.array([0.005, 0.995]))
         if values.size:
             cur_low, cur_high = np.quantile(values, [0.005, 0.995])
             low, high = min(low, cur_low), max(high, cur_high)
@@ -406,6 +557,8 @@ def _check_options(
     wasserstein_threshold: float,
     js_threshold: float,
     share_threshold: float,
+    missing_threshold: float,
+    new_category_threshold: float,
 ) -> None:
     checks = [
         ("alpha", alpha, 0 < alpha < 1, "a float in the range (0, 1)"),
@@ -434,6 +587,18 @@ def _check_options(
             0 < share_threshold <= 1,
             "a float in the range (0, 1]",
         ),
+        (
+            "missing_threshold",
+            missing_threshold,
+            0 < missing_threshold <= 1,
+            "a float in the range (0, 1]",
+        ),
+        (
+            "new_category_threshold",
+            new_category_threshold,
+            0 < new_category_threshold <= 1,
+            "a float in the range (0, 1]",
+        ),
     ]
     for name, value, ok, expected in checks:
         if not ok:
@@ -443,7 +608,10 @@ def _check_options(
 
 
 def _reference_columns(reference_stats: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(reference_stats, dict) or reference_stats.get("format") != FORMAT:
+    if (
+        not isinstance(reference_stats, dict)
+        or reference_stats.get("format") not in READABLE_FORMATS
+    ):
         raise DataSourceError(
             "The reference statistics were not produced by nbtools' reference_statistics "
             f"(expected 'format': '{FORMAT}'). Recompute them from the training features."

@@ -161,3 +161,36 @@ def test_report_shows_the_decision_windows_and_plots(reference: Reference) -> No
     # drift over time, performance over time, scores, and one plot per column
     assert page.count("data:image/png;base64,") == 5
     assert result.to_dict()["windows"][1]["dataset_drift"] is True
+
+
+def test_findings_name_column_drift_below_the_dataset_share(reference: Reference) -> None:
+    data = stream([0.0, 0.0])
+    data.loc[data.index % 5 == 0, "spend"] = np.nan  # 20 % missing, the values unchanged
+    policy = MonitorPolicy(every="1D", importance_rows=0, share_threshold=0.75)
+    result = run_check(reference, data, policy)
+    assert [w.drift.drifted_columns for w in result.windows] == [["spend"], ["spend"]]
+    assert not result.drift_found and result.breach is None  # 1 of 2 columns, below 75 %
+    assert result.findings == ["column-drift"]
+    assert result.to_dict()["findings"] == result.findings
+
+
+def test_drift_is_weighted_by_what_the_model_relies_on(reference: Reference) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    train = customers(2000)
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["plan"]), remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(train, train["spend"] > 55)  # the model looks at spend only
+    result = run_check(reference, stream([1.0]), MonitorPolicy(), model=model)
+    assert result.importance is not None and result.importance["spend"] > 0.9
+    report = result.windows[0].drift
+    assert report.dataset_drift and report.weighted_drift_share == pytest.approx(1.0)
+    page = report_html(result)
+    assert "carry 100% of the model's reliance" in page
+    unloadable = run_check(reference, stream([0.0]), MonitorPolicy())  # its model_uri is "unused"
+    assert unloadable.importance is None and "did not load" in unloadable.importance_note
+    assert unloadable.windows[0].drift.weighted_drift_share is None
