@@ -8,8 +8,8 @@ Two Parquet tables of ``--rows`` rows, a reference and a current one, hold one c
 change (see ``CHANGES``): none, shifts just below and just above the threshold of 0.1 standard
 deviations, scale changes on both sides of it, 0.05 % and 0.01 % of the values moved by 400
 standard deviations, heavy tails, a discrete count, a missing-value surge, categorical
-reweightings just below and just above the Jensen-Shannon threshold, a new category, and a
-column of 5,000 categories left alone or reweighted.
+reweightings just below and just above the Jensen-Shannon threshold, 2 % of the values in a
+new category, and a column of 5,000 categories left alone or reweighted.
 
 Each tool runs in a fresh Python process and reports, per column, its method, its value and its
 decision, and its times, reading the Parquet files apart from computing the drift:
@@ -210,7 +210,7 @@ CHANGES = [
     Change("cat_js_0.11", "categorical", "reweighted, JS 0.11", categorical(mix_for(0.11)), True),
     Change("cat_reversed", "categorical", "weights reversed", categorical(1.0), True),
     Change(
-        "cat_new_1pct", "categorical", "1 % new category", categorical(new_share=0.01), False, True
+        "cat_new_2pct", "categorical", "2 % new category", categorical(new_share=0.02), False, True
     ),
     Change("cat_many_same", "categorical", f"{MANY:,} categories, no change", many(), False),
     Change("cat_many_moved", "categorical", f"{MANY:,} categories, 30 % moved", many(0.3), True),
