@@ -10,8 +10,10 @@
 2. **Tune.** The winner's hyperparameters are searched by cross-validation on the same rows, with
    folds that follow the split strategy (:func:`cv_splitter`). The tuned model replaces the
    default one only if it scores better on the validation rows.
-3. Both steps share one **time budget**: a candidate family or a search candidate that would
-   start after it is skipped, and the choice is the best so far (the result says so).
+3. Both steps share one **time budget**: a candidate family that would start after it, or whose
+   expected fit time (measured on the first family, scaled by a rough cost per kind of model)
+   would overrun it, is skipped, as is a search candidate after it; the choice is the best so
+   far, and the result says so.
 
 :func:`fit_final` then refits the chosen pipeline on the training rows, or on training and
 validation rows together (the default), which is what a plain model fitted on all non-test rows
@@ -66,6 +68,11 @@ AUTO_CANDIDATES = {
 COMPARE_ROWS = 20_000
 
 _MIN_BUDGET, _MAX_BUDGET, _CELLS_PER_SECOND = 10.0, 120.0, 20_000
+
+#: Rough fit time of each kind of model with default settings, relative to gradient boosting
+#: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
+#: expected fit would overrun the budget is skipped rather than started.
+_COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0}
 
 
 def auto_budget(n_rows: int, n_columns: int) -> float:
@@ -248,20 +255,25 @@ def choose_model(
     fitted: dict[str, tuple[Pipeline, float]] = {}
     budget_hit = False
     say(f"Budget {budget:.0f} s; comparing {', '.join(names)} on {len(X):,} training rows.")
+    first_seconds: float | None = None
     for name in names:
-        family = get_family(name, task).name
-        if fitted and time.monotonic() > deadline:
+        family = get_family(name, task)
+        expected = 0.0 if first_seconds is None else first_seconds * _COST[family.preprocessing]
+        if fitted and time.monotonic() + expected > deadline:
             budget_hit = True
-            rows.append(_row("compare", family, None, None, None, len(X), "skipped: budget"))
-            say(f"  {family}: skipped, the time budget is spent")
+            why = "spent" if time.monotonic() > deadline else "too short for it"
+            rows.append(_row("compare", family.name, None, None, None, len(X), "skipped: budget"))
+            say(f"  {family.name}: skipped, the time budget is {why} (about {expected:.0f} s)")
             continue
         tick = time.perf_counter()
-        model = make_pipeline(family).fit(X, y)
+        model = make_pipeline(family.name).fit(X, y)
         seconds = time.perf_counter() - tick
+        if first_seconds is None:
+            first_seconds = seconds / _COST[family.preprocessing]
         value = score(model)
-        fitted[family] = (model, value)
-        rows.append(_row("compare", family, value, None, seconds, len(X), "defaults"))
-        say(f"  {family}: {scoring} {value:.4f} ({seconds:.1f} s)")
+        fitted[family.name] = (model, value)
+        rows.append(_row("compare", family.name, value, None, seconds, len(X), "defaults"))
+        say(f"  {family.name}: {scoring} {value:.4f} ({seconds:.1f} s)")
     winner = max(fitted, key=lambda name: fitted[name][1])
     model, validation_score = fitted[winner]
     chosen: dict[str, Any] = {}

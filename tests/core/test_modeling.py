@@ -89,8 +89,16 @@ def test_default_params_are_valid_and_round_trip():
         ),
         (
             {"search": "bayes"},
-            "The 'search' parameter of stage 'train' must be one of 'grid', 'random', "
-            "'halving'. Got 'bayes' instead.",
+            "The 'search' parameter of stage 'train' must be one of 'auto', 'grid', 'random', "
+            "'halving', 'none'. Got 'bayes' instead.",
+        ),
+        (
+            {"time_budget": 0.0},
+            "The 'time_budget' parameter of stage 'train' must be a number of seconds > 0",
+        ),
+        (
+            {"class_weight": "balanced_subsample"},
+            "The 'class_weight' parameter of stage 'train' must be one of 'none', 'balanced'.",
         ),
         ({"n_iter": True}, "The 'n_iter' parameter of stage 'train' must be an int"),
         (
