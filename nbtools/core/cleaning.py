@@ -31,6 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nbtools.core.data import require_columns
+from nbtools.core.encoding import MODEL_KINDS, NativeCategories, auto_encoding, target_encoder
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.params import Parameter, StageParams
 
@@ -47,11 +48,14 @@ CHOICES = {
     "type": ("numeric", "categorical", "datetime"),
     "imputation": ("median", "mean", "most_frequent", "constant"),
     "outliers": ("none", "clip"),
-    "encoding": ("onehot", "ordinal"),
+    "encoding": ("onehot", "ordinal", "target"),
 }
 _FITTING: dict[str, dict[str, tuple[str, ...]]] = {
     "numeric": {"imputation": ("median", "mean", "constant"), "outliers": ("none", "clip")},
-    "categorical": {"imputation": ("most_frequent", "constant"), "encoding": ("onehot", "ordinal")},
+    "categorical": {
+        "imputation": ("most_frequent", "constant"),
+        "encoding": ("onehot", "ordinal", "target"),
+    },
     "datetime": {},
 }
 
@@ -72,7 +76,9 @@ _SCHEMA = {
     "iqr_factor": Parameter(
         "iqr_factor", 1.5, "float", low=0, high=None, low_inclusive=False, high_inclusive=False
     ),
-    "encoding": Parameter("encoding", "onehot", "str", choices=("onehot", "ordinal")),
+    "encoding": Parameter(
+        "encoding", "auto", "str", choices=("auto", "onehot", "ordinal", "target")
+    ),
     "max_categories": Parameter(
         "max_categories", 20, "int", low=2, high=None, high_inclusive=False
     ),
@@ -112,10 +118,17 @@ class CleaningParams(StageParams):
         and tree models never need it. :func:`clipping_report` says what clipping changed.
     iqr_factor : float, default=1.5
         The factor ``f`` of the outlier bounds; must be > 0 (3.0 clips only extreme values).
-    encoding : {"onehot", "ordinal"}, default="onehot"
-        One column per category, or one integer code per column.
+    encoding : {"auto", "onehot", "ordinal", "target"}, default="auto"
+        How categories become numbers. ``"auto"`` suits the model (see
+        :func:`build_preprocessor`): gradient boosting splits on categories natively, linear
+        models get one column per category, forests one integer code per column, and a column
+        with more levels than those encodings handle well gets its target mean, cross-fitted
+        (scikit-learn's ``TargetEncoder``). ``"onehot"`` and ``"ordinal"`` force that encoding
+        (grouping rare categories beyond ``max_categories``), ``"target"`` forces target means.
     max_categories : int, default=20
-        Most categories kept per column; rarer ones are grouped as "infrequent". At least 2.
+        With ``"onehot"`` and ``"ordinal"``: most categories kept per column, rarer ones are
+        grouped as "infrequent". With ``"auto"``: the most levels one-hot (linear models) and
+        ordinal codes (forests) take; a column with more is target-encoded. At least 2.
     scaling : {"standard", "none"}, default="standard"
         Standardise numeric columns to zero mean and unit variance.
     column_choices : dict, default={}
@@ -136,7 +149,7 @@ class CleaningParams(StageParams):
     categorical_fill_value: str = "missing"
     outliers: str = "none"
     iqr_factor: float = 1.5
-    encoding: str = "onehot"
+    encoding: str = "auto"
     max_categories: int = 20
     scaling: str = "standard"
     column_choices: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -551,14 +564,26 @@ def iqr_bounds(values: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarra
 
 
 def build_preprocessor(
-    params: CleaningParams, numeric_columns: list[str], categorical_columns: list[str]
+    params: CleaningParams,
+    numeric_columns: list[str],
+    categorical_columns: list[str],
+    *,
+    model: str = "linear",
+    target_type: str | None = None,
+    levels: Mapping[str, int] | None = None,
+    finite: bool = True,
 ) -> ColumnTransformer:
-    """Build the learned half of cleaning as an unfitted transformer.
+    """Build the learned half of cleaning as an unfitted transformer, suited to a kind of model.
 
-    Numeric columns: outlier clipping (optional), imputation, scaling (optional). Categorical
-    columns: imputation, then one-hot or ordinal encoding. Columns in neither list are dropped.
-    Categories not seen during fit do not fail at prediction time: one-hot encodes them as the
-    "infrequent" column (or all zeros), ordinal encodes them as -1.
+    Numeric columns: outlier clipping (optional), imputation, and scaling (optional, for linear
+    models only: trees split on order, which scaling does not change). Categorical columns:
+    the encoding ``params.encoding`` names, or with ``"auto"`` the one that suits ``model``
+    (:func:`nbtools.core.encoding.auto_encoding`): native categories for gradient boosting,
+    one-hot for linear models, ordinal codes for forests, and the cross-fitted target mean for
+    a column with more levels than those take. Columns in neither list are dropped. Categories
+    not seen during fit do not fail at prediction time: one-hot encodes them as the
+    "infrequent" column (or all zeros), ordinal as -1, native categories and target means as
+    missing or the overall mean.
 
     Parameters
     ----------
@@ -566,24 +591,42 @@ def build_preprocessor(
         The cleaning parameters.
     numeric_columns, categorical_columns : list of str
         From :func:`column_types`.
+    model : {"linear", "forest", "boosting"}, default="linear"
+        The kind of model the output feeds (``ModelFamily.preprocessing``).
+    target_type : str or None, default=None
+        ``TargetEncoder``'s target type (:data:`nbtools.core.encoding.TARGET_TYPES` of the
+        task); None (clustering, or a preview without a target) never target-encodes.
+    levels : mapping of str to int, optional
+        Distinct values of each categorical column in the training split, which decide where
+        ``"auto"`` target-encodes. Unknown columns count as few levels.
+    finite : bool, default=True
+        Whether the output must be free of missing values. Gradient boosting handles missing
+        values natively, so with ``model="boosting"`` and ``finite=False`` (nothing between the
+        preprocessor and the model needs finite numbers) nothing is imputed.
 
     Returns
     -------
     sklearn.compose.ColumnTransformer
-        Unfitted; output is a dense float array, with names from ``get_feature_names_out``.
+        Unfitted. Its output is a dense float array with names from ``get_feature_names_out``,
+        or, when a column keeps native categories, a DataFrame with ``category`` columns.
 
     Raises
     ------
     InvalidParameterError
-        If a parameter is invalid or both column lists are empty.
+        If a parameter is invalid, both column lists are empty, or target encoding is chosen
+        without a target.
     """
     params.validate()
+    if model not in MODEL_KINDS:
+        choices = ", ".join(repr(k) for k in MODEL_KINDS)
+        raise InvalidParameterError(f"The model kind must be one of {choices}. Got {model!r}.")
     if not numeric_columns and not categorical_columns:
         raise InvalidParameterError(
             "The preprocessor needs at least one numeric or categorical feature column; "
             "the cleaned data has none besides the target."
         )
     check_column_choices(params, numeric_columns, categorical_columns)
+    impute = finite or model != "boosting"
     transformers: list[tuple[str, Any, list[str]]] = []
     numeric_groups = _groups(
         params,
@@ -591,24 +634,52 @@ def build_preprocessor(
         {"outliers": params.outliers, "imputation": params.numeric_imputation},
     )
     for name, (outliers, imputation), columns in _named(numeric_groups, "numeric"):
-        transformers.append((name, _numeric_steps(params, outliers, imputation), columns))
-    categorical_groups = _groups(
-        params,
-        categorical_columns,
-        {"imputation": params.categorical_imputation, "encoding": params.encoding},
-    )
+        steps = _numeric_steps(params, outliers, imputation if impute else None, model)
+        transformers.append((name, steps, columns))
+    encodings = {}
+    for column in categorical_columns:
+        chosen = params.column_choices.get(column, {}).get("encoding", params.encoding)
+        if chosen == "auto":
+            chosen = auto_encoding(
+                model,
+                None if levels is None else levels.get(column),
+                max_categories=params.max_categories,
+                target_type=target_type,
+            )
+        encodings[column] = chosen
+    table_wide = {"imputation": params.categorical_imputation, "encoding": params.encoding}
+    if params.encoding == "auto":
+        table_wide["encoding"] = auto_encoding(
+            model, None, max_categories=params.max_categories, target_type=target_type
+        )
+    categorical_groups = _groups(params, categorical_columns, table_wide, encodings)
+    native = False
     for name, (imputation, encoding), columns in _named(categorical_groups, "categorical"):
-        transformers.append((name, _categorical_steps(params, imputation, encoding), columns))
-    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+        native |= encoding == "native"
+        steps = _categorical_steps(params, imputation, encoding, target_type, impute=impute)
+        transformers.append((name, steps, columns))
+    preprocessor = ColumnTransformer(
+        transformers, remainder="drop", verbose_feature_names_out=False
+    )
+    return preprocessor.set_output(transform="pandas") if native else preprocessor
 
 
 def _groups(
-    params: CleaningParams, columns: list[str], defaults: dict[str, str]
+    params: CleaningParams,
+    columns: list[str],
+    defaults: dict[str, str],
+    encodings: Mapping[str, str] | None = None,
 ) -> dict[tuple[str, ...], list[str]]:
-    """Group columns by their effective choices; the table-wide group comes first."""
+    """Group columns by their effective choices; the table-wide group comes first.
+
+    ``encodings`` (categorical columns) gives each column's resolved encoding, which replaces
+    the ``encoding`` entry of its key.
+    """
     groups: dict[tuple[str, ...], list[str]] = {tuple(defaults.values()): []}
     for column in columns:
-        chosen = params.column_choices.get(column, {})
+        chosen = dict(params.column_choices.get(column, {}))
+        if encodings is not None:
+            chosen["encoding"] = encodings[column]
         key = tuple(chosen.get(k, v) for k, v in defaults.items())
         groups.setdefault(key, []).append(column)
     return groups
@@ -625,19 +696,34 @@ def _named(
     return named
 
 
-def _numeric_steps(params: CleaningParams, outliers: str, imputation: str) -> Pipeline:
+def _numeric_steps(
+    params: CleaningParams, outliers: str, imputation: str | None, model: str
+) -> Pipeline | str:
     steps: list[tuple[str, Any]] = []
     if outliers == "clip":
         steps.append(("clip", OutlierClipper(factor=params.iqr_factor)))
-    steps.append(("impute", _imputer(imputation, params.numeric_fill_value)))
-    if params.scaling == "standard":
+    if imputation is not None:
+        steps.append(("impute", _imputer(imputation, params.numeric_fill_value)))
+    if params.scaling == "standard" and model == "linear":
         steps.append(("scale", StandardScaler()))
-    return Pipeline(steps)
+    return Pipeline(steps) if steps else "passthrough"
 
 
-def _categorical_steps(params: CleaningParams, imputation: str, encoding: str) -> Pipeline:
-    encoder: OneHotEncoder | OrdinalEncoder
-    if encoding == "onehot":
+def _categorical_steps(
+    params: CleaningParams,
+    imputation: str,
+    encoding: str,
+    target_type: str | None,
+    *,
+    impute: bool,
+) -> Pipeline:
+    encoder: Any
+    if encoding == "target":
+        # missing values are a level of their own for the target means
+        return Pipeline([("encode", target_encoder(target_type))])
+    if encoding == "native":
+        encoder = NativeCategories()
+    elif encoding == "onehot":
         encoder = OneHotEncoder(
             handle_unknown="infrequent_if_exist",
             max_categories=params.max_categories,
@@ -649,6 +735,8 @@ def _categorical_steps(params: CleaningParams, imputation: str, encoding: str) -
             unknown_value=-1,
             max_categories=params.max_categories,
         )
+    if encoding == "native" and not impute:
+        return Pipeline([("encode", encoder)])
     imputer = _imputer(imputation, params.categorical_fill_value)
     return Pipeline([("impute", imputer), ("encode", encoder)])
 

@@ -13,13 +13,11 @@ regression      ridge, random_forest, hist_gradient_boosting
 clustering      kmeans
 ==============  ==================================================================
 
-``family="auto"`` is a fixed default per task, not a comparison: histogram gradient boosting for
-classification and regression, k-means for clustering. Gradient-boosted trees are the strongest
-out-of-the-box choice on tabular data: they capture non-linear effects and interactions, need no
-feature scaling and are indifferent to skewed features and outliers, and the histogram variant fits
-thousands of rows in a fraction of a second. A linear model is faster still but underfits whenever
-the relation is not linear; choose ``logistic_regression`` or ``ridge`` explicitly for a baseline or
-for interpretable coefficients.
+:func:`get_family` resolves ``family="auto"`` to histogram gradient boosting (k-means for
+clustering), the usual strongest single family on tabular data; the train stage itself compares
+several families on the validation split (:mod:`nbtools.core.model_choice`). Class weights are
+the ``class_weight`` parameter, a stated choice that is never part of a search space: they move
+the threshold-dependent metrics, which a user must see coming.
 """
 
 from __future__ import annotations
@@ -95,6 +93,8 @@ class ModelFamily:
     distributions : dict
         Estimator parameter name to a ``scipy.stats`` distribution or a list, for random and
         successive-halving search.
+    preprocessing : {"linear", "forest", "boosting"}
+        The kind of model ``cleaning.build_preprocessor`` prepares the features for.
     """
 
     name: str
@@ -103,10 +103,17 @@ class ModelFamily:
     defaults: Mapping[str, Any]
     grid: Mapping[str, list[Any]]
     distributions: Mapping[str, Any]
+    preprocessing: str = "linear"
 
-    def make_estimator(self, seed: int) -> BaseEstimator:
-        """Return a fresh unfitted estimator of this family seeded with ``seed``."""
-        return self.estimator(random_state=seed, **self.defaults)
+    def make_estimator(self, seed: int, class_weight: str | None = None) -> BaseEstimator:
+        """Return a fresh unfitted estimator of this family seeded with ``seed``.
+
+        ``class_weight`` is set on estimators that take one (classifiers); others ignore it.
+        """
+        estimator = self.estimator(random_state=seed, **self.defaults)
+        if class_weight is not None and "class_weight" in estimator.get_params():
+            estimator.set_params(class_weight=class_weight)
+        return estimator
 
     def search_space(
         self, search: str, overrides: Mapping[str, Any] | None = None
@@ -125,7 +132,6 @@ class ModelFamily:
 
 
 def _families() -> dict[str, dict[str, ModelFamily]]:
-    weights: list[Any] = [None, "balanced"]
     forest_grid: dict[str, list[Any]] = {
         "max_depth": [None, 10],
         "min_samples_leaf": [1, 5],
@@ -156,8 +162,8 @@ def _families() -> dict[str, dict[str, ModelFamily]]:
             "classification",
             LogisticRegression,
             {"max_iter": 2000},
-            {"C": linear_grid, "class_weight": weights},
-            {"C": stats.loguniform(1e-3, 1e2), "class_weight": weights},
+            {"C": linear_grid},
+            {"C": stats.loguniform(1e-3, 1e2)},
         ),
         ModelFamily(
             "random_forest",
@@ -165,15 +171,17 @@ def _families() -> dict[str, dict[str, ModelFamily]]:
             RandomForestClassifier,
             {},
             forest_grid,
-            {**forest_random, "class_weight": [*weights, "balanced_subsample"]},
+            forest_random,
+            "forest",
         ),
         ModelFamily(
             "hist_gradient_boosting",
             "classification",
             HistGradientBoostingClassifier,
-            {},
+            {"categorical_features": "from_dtype"},
             boosting_grid,
-            {**boosting_random, "class_weight": weights},
+            boosting_random,
+            "boosting",
         ),
         ModelFamily(
             "ridge",
@@ -190,14 +198,16 @@ def _families() -> dict[str, dict[str, ModelFamily]]:
             {},
             {**forest_grid, "max_features": [0.5, 1.0]},
             forest_random,
+            "forest",
         ),
         ModelFamily(
             "hist_gradient_boosting",
             "regression",
             HistGradientBoostingRegressor,
-            {},
+            {"categorical_features": "from_dtype"},
             boosting_grid,
             boosting_random,
+            "boosting",
         ),
         ModelFamily(
             "kmeans",
@@ -222,13 +232,23 @@ FAMILY_NAMES = ("auto", *sorted({name for task in FAMILIES.values() for name in 
 
 _SCHEMA = {
     "family": Parameter("family", "auto", "str", choices=FAMILY_NAMES),
-    "search": Parameter("search", "random", "str", choices=("grid", "random", "halving")),
+    "search": Parameter(
+        "search", "auto", "str", choices=("auto", "grid", "random", "halving", "none")
+    ),
     "n_iter": Parameter("n_iter", 10, "int", low=1, high=1000),
     "cv_folds": Parameter("cv_folds", 3, "int", low=2, high=20),
     "scoring": Parameter("scoring", "auto", "str"),
+    "class_weight": Parameter("class_weight", "none", "str", choices=("none", "balanced")),
+    "time_budget": Parameter("time_budget", None, "float", optional=True),
+    "final_fit": Parameter(
+        "final_fit", "train+validation", "str", choices=("train+validation", "train")
+    ),
     "n_jobs": Parameter("n_jobs", None, "int", optional=True),
     "space": Parameter("space", {}, "dict"),
 }
+
+#: Training rows from which ``search="auto"`` uses successive halving instead of random search.
+HALVING_ROWS = 5_000
 
 
 def _check_task(task: str) -> None:
@@ -244,9 +264,13 @@ class TrainParams(StageParams):
     Parameters
     ----------
     family : str, default="auto"
-        Model family (see :data:`FAMILIES`); ``"auto"`` picks :data:`DEFAULT_FAMILY` for the task.
-    search : {"grid", "random", "halving"}, default="random"
-        Exhaustive grid search, random search, or successive halving over random candidates.
+        Model family (see :data:`FAMILIES`); ``"auto"`` compares the candidates of
+        :data:`nbtools.core.model_choice.AUTO_CANDIDATES` on the validation split and keeps the
+        best (:func:`nbtools.core.model_choice.choose_model`).
+    search : {"auto", "grid", "random", "halving", "none"}, default="auto"
+        How the chosen family's hyperparameters are tuned: exhaustive grid search, random
+        search, successive halving over random candidates, or ``"none"`` (scikit-learn's
+        defaults). ``"auto"`` halves from :data:`HALVING_ROWS` training rows, else random.
     n_iter : int, default=10
         Candidates drawn by random and halving search (ignored by grid search); in [1, 1000].
     cv_folds : int, default=3
@@ -255,6 +279,19 @@ class TrainParams(StageParams):
         A scikit-learn scorer name, ``"silhouette"`` for clustering, or ``"auto"``: ROC AUC for
         binary classification, macro F1 for multiclass, negative RMSE for regression and
         silhouette for clustering.
+    class_weight : {"none", "balanced"}, default="none"
+        ``"balanced"`` weighs each class by the inverse of its frequency, which moves the
+        threshold-dependent metrics (precision, recall) towards the rare classes. A stated
+        choice, never searched silently; families without class weights ignore it.
+    time_budget : float or None, default=None
+        Seconds the family comparison and the search may take (the final fit comes on top).
+        A search that reaches it stops with the best candidate so far and says so. ``None``
+        scales it with the data (:func:`nbtools.core.model_choice.auto_budget`).
+    final_fit : {"train+validation", "train"}, default="train+validation"
+        The rows of the final fit of the chosen model. The validation rows chose it and scored
+        it (the recorded validation score is that of the model fitted on the training rows);
+        refitting on them as well gives the model more data, as a plain fit on all non-test
+        rows would have.
     n_jobs : int or None, default=None
         Parallel fits (of one thread each) during the search; ``None`` one, ``-1`` all cores.
     space : dict, default={}
@@ -264,10 +301,13 @@ class TrainParams(StageParams):
     """
 
     family: str = "auto"
-    search: str = "random"
+    search: str = "auto"
     n_iter: int = 10
     cv_folds: int = 3
     scoring: str = "auto"
+    class_weight: str = "none"
+    time_budget: float | None = None
+    final_fit: str = "train+validation"
     n_jobs: int | None = None
     space: dict[str, Any] = field(default_factory=dict)
 
@@ -286,7 +326,7 @@ class TrainParams(StageParams):
         """
         super().validate()
         if task is not None:
-            get_family(self.family, task).search_space(self.search, self.space)
+            get_family(self.family, task).search_space(resolve_search(self.search, 0), self.space)
             resolve_scoring(self.scoring, task, None)
         return self
 
@@ -294,6 +334,11 @@ class TrainParams(StageParams):
         """Check that ``n_jobs`` is not 0, ``scoring`` names a scorer and ``space`` is well
         formed."""
         check_space(self.space)
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise InvalidParameterError(
+                f"The 'time_budget' parameter of stage '{_STAGE}' must be a number of seconds "
+                f"> 0, or None for a budget scaled with the data. Got {self.time_budget!r} instead."
+            )
         if self.n_jobs == 0:
             raise InvalidParameterError(
                 f"The 'n_jobs' parameter of stage '{_STAGE}' must be a non-zero int or None. "
@@ -327,9 +372,27 @@ def get_family(family: str, task: str) -> ModelFamily:
     return choices[name]
 
 
-def make_estimator(family: str, task: str, *, seed: int) -> BaseEstimator:
-    """Return a fresh unfitted estimator of ``family`` for ``task``, seeded with ``seed``."""
-    return get_family(family, task).make_estimator(seed)
+def make_estimator(
+    family: str, task: str, *, seed: int, class_weight: str = "none"
+) -> BaseEstimator:
+    """Return a fresh unfitted estimator of ``family`` for ``task``, seeded with ``seed``.
+
+    ``class_weight`` is the train stage's parameter (``"none"`` or ``"balanced"``).
+    """
+    weight = None if class_weight == "none" else class_weight
+    return get_family(family, task).make_estimator(seed, weight)
+
+
+def resolve_search(search: str, n_rows: int) -> str:
+    """Return the search strategy ``search`` stands for with ``n_rows`` training rows.
+
+    ``"auto"`` is successive halving from :data:`HALVING_ROWS` rows (each round gives the best
+    third of the candidates three times more rows, so poor settings cost little), and random
+    search below, where every candidate on all rows is cheap anyway.
+    """
+    if search != "auto":
+        return search
+    return "halving" if n_rows >= HALVING_ROWS else "random"
 
 
 def resolve_scoring(scoring: str, task: str, y: pd.Series | None) -> str:
@@ -413,6 +476,9 @@ def search(
     on_candidate: Callable[[Candidate], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     refit: bool = True,
+    cv: Any = None,
+    groups: Any = None,
+    deadline: float | None = None,
 ) -> GridSearchCV | RandomizedSearchCV | HalvingRandomSearchCV:
     """Tune the ``model`` step of ``pipeline`` by cross-validation, then refit the best on all of X.
 
@@ -435,6 +501,16 @@ def search(
         Checked before each candidate; True stops the search with ``SearchCancelledError``.
     refit : bool, default=True
         Refit the best candidate on all of ``X`` (a preview may skip it).
+    cv : cross-validation splitter, optional
+        The folds, as :func:`nbtools.core.model_choice.cv_splitter` makes them to follow the
+        split strategy (group or time); by default shuffled folds, stratified for
+        classification.
+    groups : array-like, optional
+        The group of each row, for a group splitter.
+    deadline : float, optional
+        A ``time.monotonic()`` instant: candidates after it are not started, and the search
+        ends with the best so far (``stopped_early_`` is then True). At least one candidate
+        always runs.
 
     Returns
     -------
@@ -451,6 +527,12 @@ def search(
     """
     params.validate(task)
     family = get_family(params.family, task)
+    strategy = resolve_search(params.search, len(X))
+    if strategy == "none":
+        raise InvalidParameterError(
+            f"The 'search' parameter of stage '{_STAGE}' is 'none': there is nothing to search. "
+            "Fit the pipeline as it is, or choose 'auto', 'grid', 'random' or 'halving'."
+        )
     model = pipeline.named_steps.get("model")
     expected = type(family.make_estimator(seed))
     if type(model) is not expected:
@@ -459,7 +541,10 @@ def search(
             f"'{family.name}'. Got {type(model).__name__} instead; build it with "
             f"make_estimator({params.family!r}, {task!r}, seed=...)."
         )
-    if task == "classification" and y is not None:
+    if cv is None:
+        folds = StratifiedKFold if task == "classification" else KFold
+        cv = folds(params.cv_folds, shuffle=True, random_state=seed)
+    if task == "classification" and y is not None and "Stratified" in type(cv).__name__:
         counts = pd.Series(y).value_counts()
         if counts.min() < params.cv_folds:
             raise InvalidParameterError(
@@ -467,25 +552,25 @@ def search(
                 f"of the rarest class: class {counts.idxmin()!r} has {counts.min()}. "
                 f"Got {params.cv_folds} instead."
             )
-    folds = StratifiedKFold if task == "classification" else KFold
     common: dict[str, Any] = {
         "scoring": get_scorer(resolve_scoring(params.scoring, task, y)),
-        "cv": folds(params.cv_folds, shuffle=True, random_state=seed),
+        "cv": cv,
         "n_jobs": params.n_jobs,
         "error_score": "raise",
         "refit": refit,
         "on_candidate": on_candidate,
         "should_stop": should_stop,
+        "deadline": deadline,
     }
-    space = family.search_space(params.search, params.space)
-    if params.search == "random":
+    space = family.search_space(strategy, params.space)
+    if strategy == "random":
         common |= {"n_iter": params.n_iter, "random_state": seed}
-    elif params.search == "halving":
+    elif strategy == "halving":
         # n_iter candidates on few rows, the best third moves on to three times more
         common |= {"n_candidates": params.n_iter, "min_resources": "exhaust", "random_state": seed}
-    searcher = stepwise_searcher(params.search, pipeline, space, **common)
+    searcher = stepwise_searcher(strategy, pipeline, space, **common)
     with threadpool_limits(1):  # threads in small fits mostly spin-wait: n_jobs runs fits instead
-        searcher.fit(X, y)
+        searcher.fit(X, y, groups=groups)
     return searcher
 
 

@@ -12,11 +12,14 @@ ints draws ints.
 :func:`stepwise_searcher` wraps scikit-learn's search classes so that candidates are evaluated
 one at a time, with a callback after each and a stop flag checked before each. The scores are
 exactly those of the plain search (same folds, same scorer, same candidates): the train stage
-and the tuning panel run the same search.
+and the tuning panel run the same search. A ``deadline`` (a ``time.monotonic()`` instant) ends
+the search with the candidates evaluated so far: the best of them is chosen and refitted, and
+``stopped_early_`` says so.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,9 +161,12 @@ class _Stepwise:
 
     on_candidate: Callable[[Candidate], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    deadline: float | None = None
+    stopped_early_: bool = False
 
     def _run_search(self, evaluate_candidates: Any, *, callback_ctx: Any = None) -> None:
-        if self.on_candidate is None and self.should_stop is None:
+        self.stopped_early_ = False
+        if self.on_candidate is None and self.should_stop is None and self.deadline is None:
             # nobody listens: all candidates at once, so n_jobs spreads over candidates and folds
             super()._run_search(evaluate_candidates, callback_ctx=callback_ctx)  # type: ignore[misc]
             return
@@ -178,6 +184,8 @@ class _Stepwise:
                     raise SearchCancelledError(
                         f"The search was cancelled after {done} candidate(s)."
                     )
+                if done and self.deadline is not None and time.monotonic() > self.deadline:
+                    raise _OutOfTime
                 extra = None
                 if more_results is not None:
                     extra = {key: [values[index]] for key, values in more_results.items()}
@@ -187,7 +195,15 @@ class _Stepwise:
                     self.on_candidate(_candidate(done, results))
             return results
 
-        super()._run_search(one_at_a_time, callback_ctx=callback_ctx)  # type: ignore[misc]
+        try:
+            super()._run_search(one_at_a_time, callback_ctx=callback_ctx)  # type: ignore[misc]
+        except _OutOfTime:
+            # fit goes on with the results so far: the best of them is chosen and refitted
+            self.stopped_early_ = True
+
+
+class _OutOfTime(Exception):
+    """Raised between candidates once the deadline has passed; never leaves the search."""
 
 
 def _plain(value: Any) -> Any:
@@ -237,6 +253,7 @@ def stepwise_searcher(
     *,
     on_candidate: Callable[[Candidate], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    deadline: float | None = None,
     **options: Any,
 ) -> Any:
     """Build an unfitted search that evaluates candidates one by one.
@@ -254,6 +271,9 @@ def stepwise_searcher(
     should_stop : callable, optional
         Checked before each candidate; when it returns True, ``fit`` raises
         :class:`~nbtools.core.errors.SearchCancelledError`.
+    deadline : float, optional
+        A ``time.monotonic()`` instant after which no further candidate starts; the search
+        then ends normally with the candidates evaluated so far (at least one).
     **options
         Passed to the scikit-learn class (``scoring``, ``cv``, ``n_iter``, ``random_state``...).
 
@@ -265,6 +285,7 @@ def stepwise_searcher(
     searcher = _SEARCHERS[search](estimator, dict(space), **options)
     searcher.on_candidate = on_candidate
     searcher.should_stop = should_stop
+    searcher.deadline = deadline
     return searcher
 
 

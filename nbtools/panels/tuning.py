@@ -49,6 +49,9 @@ class TuningPanel(Panel):
         The project whose ``pipeline.yaml`` "Save to pipeline" writes to.
     seed : int, default=0
         The pipeline's seed (folds and candidate draws).
+    cv, groups : optional
+        The train stage's folds and row groups (``model_choice.cv_splitter`` and
+        ``split_groups``), so that the panel's scores follow a group or time split too.
 
     Attributes
     ----------
@@ -72,9 +75,12 @@ class TuningPanel(Panel):
         task: str,
         project_dir: str | Path | None = None,
         seed: int = 0,
+        cv: Any = None,
+        groups: Any = None,
     ) -> None:
         super().__init__("train", project_dir, "Tuning")
         self.X, self.y, self.task, self.seed = X, y, task, seed
+        self.cv, self.groups = cv, groups
         self.start = params
         self.make_pipeline = make_pipeline
         families = ["auto", *modeling.FAMILIES[task]]
@@ -183,7 +189,7 @@ class TuningPanel(Panel):
         self.candidates = []
         self._stop.clear()
         self.progress.value = 0
-        self.progress.max = _planned(params, self.task)
+        self.progress.max = _planned(params, self.task, len(self.X))
         self.run_button.disabled, self.cancel_button.disabled = True, False
         self.status.value = "Searching..."
         self._thread = threading.Thread(target=self._search, args=(params,), daemon=True)
@@ -204,6 +210,8 @@ class TuningPanel(Panel):
                 params,
                 task=self.task,
                 seed=self.seed,
+                cv=self.cv,
+                groups=self.groups,
                 on_candidate=self._on_candidate,
                 should_stop=self._stop.is_set,
                 refit=False,
@@ -279,6 +287,8 @@ class TuningPanel(Panel):
             self.show_error("Run the search, then choose a candidate from the results.")
             return
         space = candidate_space(chosen[0])
+        # "auto" compares families in a batch run; a candidate belongs to one family
+        self.family.value = modeling.get_family(self.family.value, self.task).name
         self._build_ranges(space)
         self.inputs["search"].value = "grid"
         self.show_ok(f"Candidate #{number} chosen: {chosen[0].params}. Save to keep it.")
@@ -288,12 +298,13 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
 
 
-def _planned(params: modeling.TrainParams, task: str) -> int:
+def _planned(params: modeling.TrainParams, task: str, n_rows: int) -> int:
     """How many candidates the search will evaluate (for halving, at most)."""
-    if params.search == "grid":
+    search = modeling.resolve_search(params.search, n_rows)
+    if search == "grid":
         space = modeling.get_family(params.family, task).search_space("grid", params.space)
         return len(ParameterGrid(space))
-    if params.search == "random":
+    if search in ("random", "none"):
         return params.n_iter
     total, remaining = 0, params.n_iter
     while remaining > 1:
@@ -311,8 +322,18 @@ def tuning_panel(
     task: str,
     project_dir: str | Path | None = None,
     seed: int = 0,
+    cv: Any = None,
+    groups: Any = None,
 ) -> TuningPanel:
     """Return a :class:`TuningPanel` (see there for the parameters)."""
     return TuningPanel(
-        X, y, params, make_pipeline=make_pipeline, task=task, project_dir=project_dir, seed=seed
+        X,
+        y,
+        params,
+        make_pipeline=make_pipeline,
+        task=task,
+        project_dir=project_dir,
+        seed=seed,
+        cv=cv,
+        groups=groups,
     )

@@ -72,10 +72,15 @@ def test_no_leakage_the_model_never_saw_the_test_rows(demo) -> None:
     train = pd.read_parquet(split / "train.parquet")
     test = pd.read_parquet(split / "test.parquet")
     assert len(train.merge(test, how="inner")) == 0
-    model = mlflow.sklearn.load_model(str(first.run_dir / "05_train" / "model"))
-    numeric = model.named_steps["preprocess"].named_transformers_["numeric"]
-    # every learned transform saw exactly the training rows: not validation, not test
-    assert numeric.named_steps["scale"].n_samples_seen_ == len(train)
+    validation = pd.read_parquet(split / "validation.parquet")
+    assert len(validation.merge(test, how="inner")) == 0
+    # the chosen model is refitted on training and validation rows (final_fit), never on test
+    assert first.manifest["stages"]["train"]["recorded"]["final_rows"] == len(train) + len(
+        validation
+    )
+    second_model = mlflow.sklearn.load_model(str(demo[2].run_dir / "05_train" / "model"))
+    numeric = second_model.named_steps["preprocess"].named_transformers_["numeric"]
+    assert numeric.named_steps["scale"].n_samples_seen_ == len(train) + len(validation)
 
 
 def test_mlflow_holds_a_parent_run_and_one_child_per_stage(demo) -> None:

@@ -1,0 +1,477 @@
+"""Choosing the model: a comparison of families, a search within a time budget, a final fit.
+
+:func:`choose_model` is what the train stage runs:
+
+1. **Compare.** Each candidate family (:data:`AUTO_CANDIDATES` for ``family="auto"``, else the
+   one named) is fitted with scikit-learn's default hyperparameters on the training rows and
+   scored on the validation rows. On a large table the comparison uses a seeded sample of
+   :data:`COMPARE_ROWS` training rows: it ranks families as well as all rows would, at a
+   fraction of the cost. The best family wins.
+2. **Tune.** The winner's hyperparameters are searched by cross-validation on the same rows, with
+   folds that follow the split strategy (:func:`cv_splitter`). The tuned model replaces the
+   default one only if it scores better on the validation rows.
+3. Both steps share one **time budget**: a candidate family that would start after it, or whose
+   expected fit time (measured on the first family, scaled by a rough cost per kind of model)
+   would overrun it, is skipped, as is a search candidate after it; the choice is the best so
+   far, and the result says so.
+
+:func:`fit_final` then refits the chosen pipeline on the training rows, or on training and
+validation rows together (the default), which is what a plain model fitted on all non-test rows
+gets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    TimeSeriesSplit,
+    cross_val_score,
+)
+from sklearn.pipeline import Pipeline
+
+from nbtools.core.cleaning import CleaningParams, build_preprocessor
+from nbtools.core.encoding import TARGET_TYPES
+from nbtools.core.errors import InvalidParameterError
+from nbtools.core.features import FeatureCreator, FeatureParams, build_selector
+from nbtools.core.modeling import (
+    TrainParams,
+    best_params,
+    build_pipeline,
+    get_family,
+    get_scorer,
+    make_estimator,
+    resolve_scoring,
+    resolve_search,
+    search,
+)
+
+#: The families ``family="auto"`` compares, per task: boosting with native categories, a
+#: regularised linear model and a random forest.
+AUTO_CANDIDATES = {
+    "classification": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+    "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
+    "clustering": ("kmeans",),
+}
+
+#: Training rows the comparison and the search use at most (a seeded sample of larger tables).
+COMPARE_ROWS = 20_000
+
+_MIN_BUDGET, _MAX_BUDGET, _CELLS_PER_SECOND = 10.0, 120.0, 20_000
+
+#: Rough fit time of each kind of model with default settings, relative to gradient boosting
+#: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
+#: expected fit would overrun the budget is skipped rather than started.
+_COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0}
+
+
+def auto_budget(n_rows: int, n_columns: int) -> float:
+    """Return the time budget ``time_budget=None`` stands for, in seconds.
+
+    It grows with the cells the comparison and the search work on (at most
+    :data:`COMPARE_ROWS` rows): 10 s for small tables, one second per 20,000 cells beyond
+    that, at most 120 s.
+    """
+    cells = min(n_rows, COMPARE_ROWS) * max(n_columns, 1)
+    return float(np.clip(cells / _CELLS_PER_SECOND, _MIN_BUDGET, _MAX_BUDGET))
+
+
+def cv_splitter(split: dict[str, Any], task: str, folds: int, seed: int) -> tuple[Any, str]:
+    """Return cross-validation folds that follow the split stage's strategy, and why.
+
+    Parameters
+    ----------
+    split : dict
+        The split stage's ``split.json``: ``strategy_used``, ``group_column``, ``time_column``.
+    task : str
+        ``"classification"`` stratifies the folds (also group folds).
+    folds : int
+        The number of folds.
+    seed : int
+        Seeds the shuffled folds.
+
+    Returns
+    -------
+    splitter : cross-validation splitter
+        ``TimeSeriesSplit`` for a time split (rows must be in time order: each fold trains on
+        the past and scores on the rows just after it), ``StratifiedGroupKFold`` or
+        ``GroupKFold`` for a group split (no group on both sides of a fold; pass the groups
+        to the search), shuffled ``StratifiedKFold`` or ``KFold`` otherwise.
+    reason : str
+        One sentence for the notebook.
+    """
+    strategy = split.get("strategy_used", "random")
+    if strategy == "time":
+        return TimeSeriesSplit(n_splits=folds), (
+            f"time split on '{split['time_column']}': each fold trains on earlier rows and "
+            "scores on the rows right after them"
+        )
+    if strategy == "group":
+        splitter: Any = (
+            StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            if task == "classification"
+            else GroupKFold(folds, shuffle=True, random_state=seed)
+        )
+        return splitter, (
+            f"group split on '{split['group_column']}': the rows of one group stay in one fold"
+        )
+    if task == "classification":
+        return StratifiedKFold(folds, shuffle=True, random_state=seed), (
+            "shuffled folds that keep the class shares"
+        )
+    return KFold(folds, shuffle=True, random_state=seed), "shuffled folds"
+
+
+def order_for_split(frame: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
+    """Return ``frame`` in time order for a time split (as ordered folds need), else as is."""
+    if split.get("strategy_used") == "time" and split.get("time_column") in frame.columns:
+        return frame.sort_values(split["time_column"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def split_groups(frame: pd.DataFrame, split: dict[str, Any]) -> pd.Series | None:
+    """Return the group of each row for a group split, else None."""
+    if split.get("strategy_used") == "group":
+        return frame[split["group_column"]]
+    return None
+
+
+@dataclass
+class Choice:
+    """The outcome of :func:`choose_model`.
+
+    Attributes
+    ----------
+    family : str
+        The chosen family.
+    params : dict
+        Its hyperparameters (without ``model__``); empty for scikit-learn's defaults.
+    model : Pipeline
+        The chosen pipeline, fitted on the compared training rows.
+    validation_score : float or None
+        Its score on the validation rows (None without validation rows).
+    cv_score : float
+        Its cross-validated score on the compared training rows.
+    scoring : str
+        The scorer's name.
+    table : pandas.DataFrame
+        One row per family tried, then one for the tuned winner: ``step``, ``family``,
+        ``validation_score``, ``cv_score``, ``fit_seconds``, ``rows``, ``note``.
+    budget : float
+        The time budget in seconds.
+    budget_hit : bool
+        Whether the budget skipped a family or ended the search early.
+    seconds : float
+        Time taken by the whole choice.
+    """
+
+    family: str
+    params: dict[str, Any]
+    model: Pipeline
+    validation_score: float | None
+    cv_score: float
+    scoring: str
+    table: pd.DataFrame
+    budget: float
+    budget_hit: bool
+    seconds: float
+    candidates: list[Any] = field(default_factory=list)
+
+
+def choose_model(
+    make_pipeline: Callable[[str], Pipeline],
+    X_train: pd.DataFrame,
+    y_train: pd.Series | None,
+    X_valid: pd.DataFrame,
+    y_valid: pd.Series | None,
+    params: TrainParams,
+    *,
+    task: str,
+    seed: int,
+    cv: Any = None,
+    groups: Any = None,
+    report: Callable[[str], None] | None = print,
+) -> Choice:
+    """Compare families, tune the best within the time budget, and return the choice.
+
+    Parameters
+    ----------
+    make_pipeline : callable
+        ``make_pipeline(family)`` returns the unfitted pipeline of a family, with preprocessing
+        suited to it.
+    X_train, y_train, X_valid, y_valid : DataFrame and Series
+        The training and validation splits (``y`` None for clustering). With no validation
+        rows, families are compared by their cross-validated score instead.
+    params : TrainParams
+        ``family``, ``search``, ``n_iter``, ``cv_folds``, ``scoring``, ``time_budget``...
+    task : str
+        ``"classification"``, ``"regression"`` or ``"clustering"``.
+    seed : int
+        Seeds the sample, the folds and the candidates.
+    cv, groups : optional
+        Folds and groups from :func:`cv_splitter` and :func:`split_groups`.
+    report : callable or None, default=print
+        Receives one line per step, as progress.
+
+    Returns
+    -------
+    Choice
+    """
+    if params.family == "auto" and params.space and len(AUTO_CANDIDATES.get(task, ())) > 1:
+        raise InvalidParameterError(
+            "The 'space' parameter of stage 'train' sets hyperparameters of one model family, "
+            "and 'family' is 'auto', which compares several. Name the family too, for example "
+            "-p train.family=hist_gradient_boosting."
+        )
+    params.validate(task)
+    say = report or (lambda _line: None)
+    started = time.monotonic()
+    budget = params.time_budget or auto_budget(len(X_train), X_train.shape[1])
+    deadline = started + budget
+    scoring = resolve_scoring(params.scoring, task, y_train)
+    scorer = get_scorer(scoring)
+    X, y, g = _sample(X_train, y_train, groups, seed)
+    if cv is None:
+        cv = cv_splitter({}, task, params.cv_folds, seed)[0]
+
+    def score(model: Pipeline) -> float:
+        if len(X_valid):
+            return float(scorer(model, X_valid, y_valid))
+        folds = cross_val_score(clone(model), X, y, groups=g, scoring=scorer, cv=cv)
+        return float(np.mean(folds))
+
+    names = AUTO_CANDIDATES[task] if params.family == "auto" else (params.family,)
+    rows: list[dict[str, Any]] = []
+    fitted: dict[str, tuple[Pipeline, float]] = {}
+    budget_hit = False
+    say(f"Budget {budget:.0f} s; comparing {', '.join(names)} on {len(X):,} training rows.")
+    first_seconds: float | None = None
+    for name in names:
+        family = get_family(name, task)
+        expected = 0.0 if first_seconds is None else first_seconds * _COST[family.preprocessing]
+        if fitted and time.monotonic() + expected > deadline:
+            budget_hit = True
+            why = "spent" if time.monotonic() > deadline else "too short for it"
+            rows.append(_row("compare", family.name, None, None, None, len(X), "skipped: budget"))
+            say(f"  {family.name}: skipped, the time budget is {why} (about {expected:.0f} s)")
+            continue
+        tick = time.perf_counter()
+        model = make_pipeline(family.name).fit(X, y)
+        seconds = time.perf_counter() - tick
+        if first_seconds is None:
+            first_seconds = seconds / _COST[family.preprocessing]
+        value = score(model)
+        fitted[family.name] = (model, value)
+        rows.append(_row("compare", family.name, value, None, seconds, len(X), "defaults"))
+        say(f"  {family.name}: {scoring} {value:.4f} ({seconds:.1f} s)")
+    winner = max(fitted, key=lambda name: fitted[name][1])
+    model, validation_score = fitted[winner]
+    chosen: dict[str, Any] = {}
+    cv_score: float | None = None
+    candidates: list[Any] = []
+    strategy = resolve_search(params.search, len(X))
+    if strategy != "none" and time.monotonic() < deadline:
+        tuned = TrainParams(**{**params.to_dict(), "family": winner})
+
+        def on_candidate(candidate: Any) -> None:
+            candidates.append(candidate)
+            say(_progress(candidate))
+
+        say(f"Tuning {winner}: {strategy} search, {params.n_iter} candidates at most.")
+        tick = time.perf_counter()
+        fitted_search = search(
+            make_pipeline(winner),
+            X,
+            y,
+            tuned,
+            task=task,
+            seed=seed,
+            cv=cv,
+            groups=g,
+            deadline=deadline,
+            on_candidate=on_candidate,
+        )
+        seconds = time.perf_counter() - tick
+        stopped = bool(getattr(fitted_search, "stopped_early_", False))
+        budget_hit |= stopped
+        value = score(fitted_search.best_estimator_)
+        cv_score = float(fitted_search.best_score_)
+        kept = value > validation_score
+        note = f"{len(candidates)} candidates" + (", stopped by the budget" if stopped else "")
+        note += "; kept" if kept else "; defaults kept (not better on validation)"
+        rows.append(_row("tune", winner, value, cv_score, seconds, len(X), note))
+        say(f"  tuned {winner}: {scoring} {value:.4f} (cv {cv_score:.4f}); {note}")
+        if kept:
+            model, validation_score = fitted_search.best_estimator_, value
+            chosen = best_params(fitted_search)
+    elif strategy != "none":
+        budget_hit = True
+        rows.append(_row("tune", winner, None, None, None, len(X), "skipped: budget"))
+        say(f"No search: the time budget of {budget:.0f} s is spent.")
+    if cv_score is None or not chosen:
+        # the cross-validated score of the chosen model itself, beside its validation score
+        tick = time.perf_counter()
+        folds = cross_val_score(
+            make_pipeline(winner), X, y, groups=g, scoring=scorer, cv=cv, error_score="raise"
+        )
+        cv_score = float(np.mean(folds))
+        say(
+            f"Cross-validated {scoring} of {winner} with defaults: {cv_score:.4f} "
+            f"({time.perf_counter() - tick:.1f} s)"
+        )
+    if budget_hit:
+        say(f"The time budget ({budget:.0f} s) stopped the search: the best model so far is kept.")
+    table = pd.DataFrame(rows)
+    return Choice(
+        family=winner,
+        params=chosen,
+        model=model,
+        validation_score=validation_score if len(X_valid) else None,
+        cv_score=cv_score,
+        scoring=scoring,
+        table=table,
+        budget=budget,
+        budget_hit=budget_hit,
+        seconds=time.monotonic() - started,
+        candidates=candidates,
+    )
+
+
+def pipeline_factory(
+    cleaning_params: CleaningParams,
+    feature_params: FeatureParams,
+    numeric_columns: list[str],
+    categorical_columns: list[str],
+    *,
+    task: str,
+    seed: int,
+    class_weight: str = "none",
+    levels: Mapping[str, int] | None = None,
+) -> Callable[[str], Pipeline]:
+    """Return ``make_pipeline(family)``: the unfitted model pipeline of a family.
+
+    Each family gets preprocessing that suits it (``ModelFamily.preprocessing``, see
+    :func:`nbtools.core.cleaning.build_preprocessor`): gradient boosting keeps missing values
+    and categories for its native handling, unless a feature selector, which needs finite
+    numbers, sits in between. ``levels`` (distinct values per categorical column of the
+    training split) decides which columns are target-encoded.
+    """
+    target_type = TARGET_TYPES.get(task)
+
+    def make_pipeline(family: str) -> Pipeline:
+        chosen = get_family(family, task)
+        selector = build_selector(feature_params, task)
+        finite = any(step != "passthrough" for _, step in selector.steps)
+        preprocessor = build_preprocessor(
+            cleaning_params,
+            numeric_columns,
+            categorical_columns,
+            model=chosen.preprocessing,
+            target_type=target_type,
+            levels=levels,
+            finite=finite,
+        )
+        if chosen.preprocessing == "boosting":
+            selector.set_output(transform="pandas")  # keeps the category columns' dtype
+        pipeline = build_pipeline(
+            preprocessor,
+            selector,
+            make_estimator(chosen.name, task, seed=seed, class_weight=class_weight),
+            creator=FeatureCreator(feature_params.date_parts, feature_params.expressions),
+        )
+        return pipeline
+
+    return make_pipeline
+
+
+def fit_final(
+    choice: Choice,
+    make_pipeline: Callable[[str], Pipeline],
+    X: pd.DataFrame,
+    y: pd.Series | None,
+) -> Pipeline:
+    """Fit the chosen family with the chosen hyperparameters on ``X`` (all rows meant for it).
+
+    Returns
+    -------
+    Pipeline
+        A fresh pipeline, fitted; the choice's own model is left as it is.
+    """
+    pipeline = make_pipeline(choice.family)
+    pipeline.set_params(**{f"model__{name}": value for name, value in choice.params.items()})
+    return pipeline.fit(X, y)
+
+
+def final_rows(
+    params: TrainParams,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    split: dict[str, Any],
+) -> pd.DataFrame:
+    """Return the rows of the final fit: the training rows, or training and validation rows.
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``final_fit`` is not one of its choices.
+    """
+    if params.final_fit == "train":
+        return train
+    if params.final_fit != "train+validation":
+        raise InvalidParameterError(
+            "The 'final_fit' parameter of stage 'train' must be 'train+validation' or 'train'. "
+            f"Got {params.final_fit!r} instead."
+        )
+    return order_for_split(pd.concat([train, validation], ignore_index=True), split)
+
+
+def _sample(
+    X: pd.DataFrame, y: pd.Series | None, groups: Any, seed: int
+) -> tuple[pd.DataFrame, pd.Series | None, Any]:
+    """At most COMPARE_ROWS rows, drawn with the seed, in their original order."""
+    if len(X) <= COMPARE_ROWS:
+        return X, y, groups
+    keep = np.sort(np.random.default_rng(seed).choice(len(X), COMPARE_ROWS, replace=False))
+    sample_groups = None if groups is None else np.asarray(groups)[keep]
+    return (
+        X.iloc[keep].reset_index(drop=True),
+        None if y is None else y.iloc[keep].reset_index(drop=True),
+        sample_groups,
+    )
+
+
+def _row(
+    step: str,
+    family: str,
+    validation: float | None,
+    cv: float | None,
+    seconds: float | None,
+    rows: int,
+    note: str,
+) -> dict[str, Any]:
+    return {
+        "step": step,
+        "family": family,
+        "validation_score": validation,
+        "cv_score": cv,
+        "fit_seconds": None if seconds is None else round(seconds, 2),
+        "rows": rows,
+        "note": note,
+    }
+
+
+def _progress(candidate: Any) -> str:
+    where = ""
+    if candidate.iteration is not None:
+        where = f" (round {candidate.iteration}, {candidate.n_resources:,} rows)"
+    return f"    candidate {candidate.number}: cv {candidate.mean_score:.4f}{where}"
