@@ -135,7 +135,7 @@ def test_three_of_twelve_columns_drifting_exits_3_although_the_dataset_does_not(
     assert found(output) == "Found: column-drift"
     assert "drift share 23%" in output  # 3 of 13 columns: below the dataset's half
     for column in ("x00", "x01", "x02"):
-        assert f"    {column}: distribution (Wasserstein (normed))" in output
+        assert f"    {column}: distribution (Wasserstein (normed) " in output
     only_dataset = monitor(
         project,
         table(2000, shifted=3, seed=3).drop(columns="churned"),
