@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,8 +84,9 @@ def _cli(*args: str, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]
 def run_nbtools(folder: Path, data: Path, target: str) -> dict[str, Any]:
     """Create a project over ``data`` and run its pipeline with the defaults, as a user would.
 
-    Returns the wall time of ``nbtools run``, the run folder, its manifest and the evaluate
-    stage's metrics; raises ``RuntimeError`` with the command's output when a command fails.
+    Returns the wall time of ``nbtools run``, its run folder, the train stage's duration, the
+    split stage's test file and the evaluate stage's metrics (``None`` for what the run did
+    not get to), and ``error``: ``None``, or the end of the command's output when it failed.
     """
     project = folder / "project"
     _, created = _cli("new", str(project), "--data", str(data), "--target", target, cwd=folder)
@@ -92,19 +94,22 @@ def run_nbtools(folder: Path, data: Path, target: str) -> dict[str, Any]:
         raise RuntimeError(f"nbtools new failed:\n{created.stdout}{created.stderr}")
     seconds, ran = _cli("run", "--project", str(project), cwd=folder)
     (folder / "nbtools-run.log").write_text(ran.stdout + ran.stderr)
+    result: dict[str, Any] = {"seconds": seconds, "error": None}
     if ran.returncode != 0:
-        tail = "\n".join((ran.stdout + ran.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"nbtools run failed (exit {ran.returncode}):\n{tail}")
-    runs = sorted(p for p in (project / "runs").iterdir() if (p / "manifest.json").is_file())
+        tail = "\n".join((ran.stdout + ran.stderr).strip().splitlines()[-12:])
+        result["error"] = f"nbtools run failed (exit {ran.returncode}):\n{tail}"
+    runs = sorted(p for p in (project / "runs").glob("*") if (p / "manifest.json").is_file())
+    if not runs:
+        raise RuntimeError(result["error"] or "nbtools run left no run record")
     run = runs[-1]
-    manifest = json.loads((run / "manifest.json").read_text())
-    stages = manifest["stages"]
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    metrics = _stage_dir(run, stages, "evaluate") / "metrics.json"
+    test = _stage_dir(run, stages, "split") / "test.parquet"
     return {
-        "seconds": seconds,
+        **result,
         "run": run,
-        "manifest": manifest,
-        "metrics": json.loads((_stage_dir(run, stages, "evaluate") / "metrics.json").read_text()),
-        "test": _stage_dir(run, stages, "split") / "test.parquet",
+        "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
+        "test": test if test.is_file() else None,
         "train_seconds": stages["train"].get("duration_s"),
     }
 
@@ -216,44 +221,48 @@ def bench_table(name: str, workdir: Path) -> dict[str, Any]:
         nb = run_nbtools(folder, data, entry.target)
     except RuntimeError as error:
         return {**row, "error": str(error)}
-    test = pd.read_parquet(nb["test"])
-    positions, compared = test_positions(raw, test)
-    base = run_baseline(data, entry.target, entry.task, positions)
-    metrics = nb["metrics"]
-    recorded = metrics["metrics"]
-    deciding = metrics.get("primary_metric")
-    return {
-        **row,
-        "test_rows": len(test),
-        "baseline_train_rows": base["train_rows"],
-        "compared_columns": len(compared),
-        "columns": raw.shape[1],
-        "nbtools": recorded.get(METRIC[entry.task], math.nan),
-        "baseline": base["score"],
-        "deciding": f"{deciding}={recorded[deciding]:.3f}" if deciding in recorded else "-",
-        "nbtools_seconds": nb["seconds"],
-        "train_seconds": nb["train_seconds"],
-        "baseline_seconds": base["seconds"],
-        "encoded": base["encoded"],
-        "run": str(nb["run"]),
-    }
+    row.update(nbtools_seconds=nb["seconds"], train_seconds=nb["train_seconds"], run=str(nb["run"]))
+    if nb["error"]:
+        row["error"] = nb["error"]
+    if nb["test"] is not None:  # the baseline can be scored on nbtools' test rows
+        test = pd.read_parquet(nb["test"])
+        positions, compared = test_positions(raw, test)
+        base = run_baseline(data, entry.target, entry.task, positions)
+        row.update(
+            test_rows=len(test),
+            baseline_train_rows=base["train_rows"],
+            compared_columns=len(compared),
+            columns=raw.shape[1],
+            baseline=base["score"],
+            baseline_seconds=base["seconds"],
+            encoded=base["encoded"],
+        )
+    if nb["metrics"] is not None:
+        recorded = nb["metrics"]["metrics"]
+        deciding = nb["metrics"].get("primary_metric")
+        row["nbtools"] = recorded.get(METRIC[entry.task], math.nan)
+        row["deciding"] = f"{deciding}={recorded[deciding]:.3f}" if deciding in recorded else "-"
+    return row
 
 
 def judge(row: dict[str, Any], overhead: float) -> dict[str, Any]:
-    """Add the difference, the time ratio and PASS/FAIL against the target."""
-    if "error" in row:
-        return {**row, "result": "ERROR"}
-    diff = row["nbtools"] - row["baseline"]
-    allowed = TIME_FACTOR * row["baseline_seconds"] + overhead
-    failures = []
-    if not diff >= -TOLERANCE:  # NaN (no recorded metric) fails too
+    """Add the difference, the time ratio and PASS/FAIL against the target.
+
+    A failed run fails ("FAIL run"); so does a score more than ``TOLERANCE`` below the
+    baseline ("score") and a wall time over the limit ("time").
+    """
+    diff = row.get("nbtools", math.nan) - row.get("baseline", math.nan)
+    allowed = TIME_FACTOR * row.get("baseline_seconds", math.nan) + overhead
+    seconds = row.get("nbtools_seconds", math.nan)
+    failures = ["run"] if "error" in row else []
+    if not failures and not diff >= -TOLERANCE:  # NaN (no recorded metric) fails too
         failures.append("score")
-    if row["nbtools_seconds"] > allowed:
+    if seconds > allowed:
         failures.append("time")
     return {
         **row,
         "diff": diff,
-        "ratio": row["nbtools_seconds"] / row["baseline_seconds"],
+        "ratio": seconds / row.get("baseline_seconds", math.nan),
         "allowed_seconds": allowed,
         "result": "FAIL " + "+".join(failures) if failures else "PASS",
     }
@@ -266,17 +275,20 @@ HEADER = (
 )
 
 
+def _num(value: float | None, spec: str, width: int) -> str:
+    text = "-" if value is None or math.isnan(value) else format(value, spec)
+    return f"{text:>{width}}"
+
+
 def format_row(row: dict[str, Any]) -> str:
-    """One line of the report table."""
-    start = f"{row['table']:<14}{row['rows']:>9,} {row['task']:<11}{row['metric']:<9}"
-    if "error" in row:
-        return start + "run failed: see below" + " " * 60 + row["result"]
-    train = row["train_seconds"]
+    """One line of the report table; ``-`` where a failed run gave no value."""
     return (
-        start + f"{row['nbtools']:>8.4f}{row['baseline']:>9.4f}{row['diff']:>+8.4f}  "
-        f"{row['deciding']:<19}{row['nbtools_seconds']:>10.1f}"
-        f"{(f'{train:.1f}' if train is not None else '-'):>9}{row['baseline_seconds']:>8.1f}"
-        f"{row['ratio']:>6.1f}x{row['allowed_seconds']:>9.1f}  {row['result']}"
+        f"{row['table']:<14}{row['rows']:>9,} {row['task']:<11}{row['metric']:<9}"
+        f"{_num(row.get('nbtools'), '.4f', 8)}{_num(row.get('baseline'), '.4f', 9)}"
+        f"{_num(row.get('diff'), '+.4f', 8)}  {row.get('deciding', '-'):<19}"
+        f"{_num(row.get('nbtools_seconds'), '.1f', 10)}{_num(row.get('train_seconds'), '.1f', 9)}"
+        f"{_num(row.get('baseline_seconds'), '.1f', 8)}{_num(row.get('ratio'), '.1f', 6)}x"
+        f"{_num(row.get('allowed_seconds'), '.1f', 9)}  {row['result']}"
     )
 
 
@@ -307,7 +319,7 @@ def _summary(rows: list[dict[str, Any]], overhead: float) -> int:
             print(f"{row['table']}: the baseline ordinal-codes {', '.join(row['encoded'])}.")
         if "error" in row:
             print(f"{row['table']}: {row['error']}\n  (record: {row['folder']})")
-        elif row["compared_columns"] < row["columns"]:
+        if row.get("compared_columns", 0) < row.get("columns", 0):
             print(
                 f"{row['table']}: test rows found in the file on {row['compared_columns']} of "
                 f"{row['columns']} columns (the clean stage converted the others)."
@@ -321,6 +333,10 @@ def _summary(rows: list[dict[str, Any]], overhead: float) -> int:
     if failed:
         print("Missed: " + ", ".join(f"{r['table']} ({r['result']})" for r in failed))
     return 1 if failed else 0
+
+
+def _load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nbtools-quality-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        print(f"Load average at start: {_load()}", flush=True)
         overhead = args.overhead if args.overhead is not None else _overhead(workdir)
         print(HEADER, flush=True)
         rows = []
@@ -346,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(judge(future.result(), overhead))
                 print(format_row(rows[-1]), flush=True)
         (workdir / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+        print(f"Load average at end: {_load()}")
         return _summary(rows, overhead)
 
 
