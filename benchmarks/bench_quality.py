@@ -163,7 +163,8 @@ def _prepare(
             out[name] = column
         else:
             levels = sorted(column.iloc[train].dropna().astype(str).unique())
-            codes = pd.Categorical(column.astype("str"), categories=levels)
+            text = column.astype("str")
+            codes = pd.Categorical(text.where(text.isin(levels)), categories=levels)  # unseen: NaN
             if len(levels) > MAX_NATIVE_LEVELS:
                 encoded.append(f"{name} ({len(levels):,} levels)")
                 out[name] = pd.Series(codes.codes, index=column.index).replace(-1, np.nan)
