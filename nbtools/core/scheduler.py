@@ -130,8 +130,9 @@ class LocalStagePool(Executor):
 
     The stage kernels are the separate processes; the runner's process only drives them, on
     one thread per running stage (with one job, in the calling thread). Every kernel belongs
-    to :attr:`kernels`, which starts them ahead while stages run; shutting the pool down stops
-    them all, including the kernel of a stage still running when the run is interrupted.
+    to :attr:`kernels`, which starts them ahead while stages run (as many as the memory
+    allows: :func:`~nbtools.core.memory.kernels_ahead`); shutting the pool down stops them
+    all, including the kernel of a stage still running when the run is interrupted.
 
     Parameters
     ----------
@@ -141,9 +142,10 @@ class LocalStagePool(Executor):
 
     def __init__(self, jobs: int) -> None:
         from nbtools.core.kernels import KernelPool
+        from nbtools.core.memory import kernels_ahead, memory_limit
 
         self.jobs = jobs
-        self.kernels = KernelPool(ahead=jobs + 1)
+        self.kernels = KernelPool(ahead=kernels_ahead(jobs, memory_limit()))
         #: The environment of every stage kernel; with several jobs, numeric libraries get
         #: their share of the cores (unless the user set a limit already).
         self.env = dict(os.environ)

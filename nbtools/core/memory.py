@@ -1,0 +1,122 @@
+"""How much memory a run may use, and so how many stage kernels it starts ahead.
+
+A stage kernel that has imported pandas, scikit-learn and MLflow holds about 200 MB of resident
+memory before its stage does anything; the runner's own process about as much. Starting kernels
+ahead of their stages saves about 2 s a stage, but on a small machine (a Binder session has
+2 GB, shared with JupyterLab and the notebook kernels) the spares are what pushes a run over.
+:func:`kernels_ahead` therefore starts as many spares as the memory allows.
+
+The memory available is, in this order: ``NBTOOLS_MEMORY_LIMIT`` (for example ``2G``,
+``1536M`` or a number of bytes), the limit of the process's cgroup (``memory.max`` in cgroup v2,
+``memory.limit_in_bytes`` in v1; ``max`` or an enormous number means none), else the machine's
+physical memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from nbtools.core.errors import InvalidParameterError
+
+#: Environment variable that sets the memory limit a run plans for, e.g. ``2G``.
+MEMORY_VARIABLE = "NBTOOLS_MEMORY_LIMIT"
+#: Resident memory of a warm stage kernel (pandas, scikit-learn, MLflow imported), measured.
+KERNEL_BYTES = 200 * 2**20
+#: Resident memory of the runner's process during a run, measured.
+RUNNER_BYTES = 250 * 2**20
+#: Share of the limit a run plans to use: the rest is left to JupyterLab, notebook kernels and
+#: the stages' own data.
+RUN_SHARE = 0.5
+
+_CGROUP = Path("/sys/fs/cgroup")
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+#: cgroup v1 reports "no limit" as a huge number (the largest page-aligned 64-bit value).
+_UNLIMITED = 2**60
+
+
+def parse_size(text: str) -> int:
+    """Return a size such as ``2G``, ``1536M``, ``512MiB`` or ``1073741824`` in bytes.
+
+    Raises
+    ------
+    InvalidParameterError
+        If the text is not a size.
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise InvalidParameterError(
+            f"{MEMORY_VARIABLE} must be a size such as 2G, 1536M or a number of bytes. "
+            f"Got {text!r} instead."
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def cgroup_limit(root: Path = _CGROUP) -> int | None:
+    """Return the memory limit of this process's cgroup in bytes, or None when there is none.
+
+    Reads cgroup v2's ``memory.max`` or else cgroup v1's ``memory/memory.limit_in_bytes``
+    under ``root``.
+    """
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        return None if value >= _UNLIMITED else value
+    return None
+
+
+def physical_memory() -> int | None:
+    """Return the machine's physical memory in bytes, or None when the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_limit(root: Path = _CGROUP) -> int | None:
+    """Return the memory a run may plan for: the variable, the cgroup limit, or all RAM.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``NBTOOLS_MEMORY_LIMIT`` is set but is not a size.
+    """
+    text = os.environ.get(MEMORY_VARIABLE, "").strip()
+    if text:
+        return parse_size(text)
+    limit = cgroup_limit(root)
+    machine = physical_memory()
+    if limit is None:
+        return machine
+    return limit if machine is None else min(limit, machine)
+
+
+def kernels_ahead(jobs: int, limit: int | None) -> int:
+    """Return how many stage kernels may wait, started ahead, beside ``jobs`` running ones.
+
+    With plenty of memory, ``jobs + 1`` (one for each running stage's successor, and one
+    more). Otherwise as many as fit in :data:`RUN_SHARE` of ``limit`` once the runner and the
+    running kernels are counted: with a 2 GB limit and two jobs, one; below about 1.5 GB, none.
+
+    Parameters
+    ----------
+    jobs : int
+        Stages that run at once.
+    limit : int or None
+        Bytes of memory available (:func:`memory_limit`); None means unknown, as plenty.
+    """
+    most = jobs + 1
+    if limit is None:
+        return most
+    spare = limit * RUN_SHARE - RUNNER_BYTES - jobs * KERNEL_BYTES
+    return max(0, min(most, int(spare // KERNEL_BYTES)))
