@@ -24,18 +24,19 @@ from pathlib import Path
 import psutil
 
 
-def sample(process: psutil.Process) -> tuple[int, int]:
-    """Return the RSS sum of ``process`` and its descendants, and how many are kernels."""
-    total, kernels = 0, 0
+def sample(process: psutil.Process) -> tuple[int, list[int]]:
+    """Return the RSS of ``process`` and its descendants, and that of each kernel among them."""
+    total, kernels = 0, []
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
+        return 0, []
     for member in family:
         try:
-            total += member.memory_info().rss
+            rss = member.memory_info().rss
+            total += rss
             if "ipykernel" in " ".join(member.cmdline()):
-                kernels += 1
+                kernels.append(rss)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total, kernels
@@ -58,10 +59,12 @@ def main() -> None:
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     process = psutil.Process(child.pid)
-    peak, peak_kernels = 0, 0
+    peak, peak_kernels, at_peak = 0, 0, []
     while child.poll() is None:
         total, kernels = sample(process)
-        peak, peak_kernels = max(peak, total), max(peak_kernels, kernels)
+        if total > peak:
+            peak, at_peak = total, kernels
+        peak_kernels = max(peak_kernels, len(kernels))
         time.sleep(0.1)
     output = child.stdout.read().decode() if child.stdout else ""
     seconds = time.perf_counter() - started
@@ -70,6 +73,8 @@ def main() -> None:
         f"limit={args.limit or 'machine'} exit={child.returncode} peak_rss={peak / 2**20:.0f} MiB "
         f"peak_kernels={peak_kernels} wall={seconds:.0f} s"
     )
+    kernels = ", ".join(f"{rss / 2**20:.0f}" for rss in at_peak) or "none"
+    print(f"at the peak: runner {(peak - sum(at_peak)) / 2**20:.0f} MiB, kernels {kernels} MiB")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,11 @@ def test_the_limit_comes_from_the_variable_then_the_cgroup_then_the_machine(
 def test_fewer_kernels_start_ahead_when_memory_is_short() -> None:
     assert memory.kernels_ahead(2, None) == 3
     assert memory.kernels_ahead(2, 24 * GB) == 3
-    assert memory.kernels_ahead(2, 2 * GB) == 1
-    assert memory.kernels_ahead(2, GB) == 0
-    assert memory.kernels_ahead(1, 2 * GB) == 2
+    assert memory.kernels_ahead(2, 4 * GB) == 3
+    assert memory.kernels_ahead(2, 3 * GB) == 2
+    assert memory.kernels_ahead(2, 2 * GB) == 0
+    assert memory.kernels_ahead(1, 2 * GB) == 1
+    assert memory.kernels_ahead(1, GB) == 0
     assert [memory.kernels_ahead(2, n * GB // 4) for n in range(4, 16)] == sorted(
         memory.kernels_ahead(2, n * GB // 4) for n in range(4, 16)
     )
@@ -71,7 +73,7 @@ def test_the_stage_pool_follows_the_limit(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(memory.MEMORY_VARIABLE, "2G")
     pool = LocalStagePool(2)
     try:
-        assert pool.kernels.ahead == 1
+        assert pool.kernels.ahead == 0
     finally:
         pool.shutdown()
     monkeypatch.setenv(memory.MEMORY_VARIABLE, "64G")
