@@ -5,7 +5,8 @@ holds about 280 MB of resident memory before its stage does anything, and about 
 while a stage of the demo runs; the runner's own process about 270 MB. Starting kernels
 ahead of their stages saves about 2 s a stage, but on a small machine (a Binder session has
 2 GB, shared with JupyterLab and the notebook kernels) the spares are what pushes a run over.
-:func:`kernels_ahead` therefore starts as many spares as the memory allows.
+:func:`kernels_ahead` therefore starts as many spares as the memory allows, and
+:func:`default_jobs` runs fewer stages at once when memory is short.
 
 The memory available is, in this order: ``NBTOOLS_MEMORY_LIMIT`` (for example ``2G``,
 ``1536M`` or a number of bytes), the limit of the process's cgroup (``memory.max`` in cgroup v2,
@@ -24,10 +25,10 @@ from nbtools.core.errors import InvalidParameterError
 #: Environment variable that sets the memory limit a run plans for, e.g. ``2G``.
 MEMORY_VARIABLE = "NBTOOLS_MEMORY_LIMIT"
 #: Resident memory of a stage kernel: 230 MB with pandas, scikit-learn and MLflow imported,
-#: 280 MB with the MLflow store open, more while its stage works (measured on the demo).
-KERNEL_BYTES = 300 * 2**20
+#: 280 MB with the MLflow store open, up to about 370 MB while a demo stage works (measured).
+KERNEL_BYTES = 370 * 2**20
 #: Resident memory of the runner's process during a run (measured on the demo).
-RUNNER_BYTES = 270 * 2**20
+RUNNER_BYTES = 280 * 2**20
 #: Share of the limit a run plans to use: the rest is left to JupyterLab, notebook kernels and
 #: the stages' own data.
 RUN_SHARE = 0.5
@@ -103,13 +104,33 @@ def memory_limit(root: Path = _CGROUP) -> int | None:
     return limit if machine is None else min(limit, machine)
 
 
+def kernel_budget(limit: int | None) -> int | None:
+    """Return how many stage kernels fit beside the runner in :data:`RUN_SHARE` of ``limit``.
+
+    None when the limit is unknown (treated as plenty).
+    """
+    if limit is None:
+        return None
+    return max(0, int((limit * RUN_SHARE - RUNNER_BYTES) // KERNEL_BYTES))
+
+
+def default_jobs(cores: int, limit: int | None) -> int:
+    """Return how many stages run at once by default: the cores, fewer when memory is short.
+
+    Half the kernel budget runs stages and the other half may wait ahead, so with a 2 GB limit
+    one stage runs at a time (with one kernel ahead); from about 4 GB, two.
+    """
+    budget = kernel_budget(limit)
+    return cores if budget is None else max(1, min(cores, budget // 2))
+
+
 def kernels_ahead(jobs: int, limit: int | None) -> int:
     """Return how many stage kernels may wait, started ahead, beside ``jobs`` running ones.
 
     With plenty of memory, ``jobs + 1`` (one for each running stage's successor, and one
-    more). Otherwise as many as fit in :data:`RUN_SHARE` of ``limit`` once the runner and the
-    running kernels are counted: with two jobs, three from 4 GB, two at 3 GB, none at 2 GB
-    (where the runner and two running kernels already take about half).
+    more); otherwise what is left of :func:`kernel_budget` once the running kernels are
+    counted: with two jobs, three from about 6 GB, two at 4 GB, none at 2 GB; with one job,
+    one at 2 GB.
 
     Parameters
     ----------
@@ -118,8 +139,6 @@ def kernels_ahead(jobs: int, limit: int | None) -> int:
     limit : int or None
         Bytes of memory available (:func:`memory_limit`); None means unknown, as plenty.
     """
+    budget = kernel_budget(limit)
     most = jobs + 1
-    if limit is None:
-        return most
-    spare = limit * RUN_SHARE - RUNNER_BYTES - jobs * KERNEL_BYTES
-    return max(0, min(most, int(spare // KERNEL_BYTES)))
+    return most if budget is None else max(0, min(most, budget - jobs))

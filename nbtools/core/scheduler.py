@@ -27,8 +27,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def default_jobs() -> int:
-    """Return the default number of stages run at once: the machine's core count."""
-    return os.cpu_count() or 1
+    """Return the default number of stages run at once: the core count, fewer on little memory.
+
+    See :func:`nbtools.core.memory.default_jobs`.
+    """
+    from nbtools.core import memory
+
+    return memory.default_jobs(os.cpu_count() or 1, memory.memory_limit())
 
 
 def run_stage_notebook(
@@ -151,7 +156,7 @@ class LocalStagePool(Executor):
         self.env = dict(os.environ)
         self._threads: ThreadPoolExecutor | None = None
         if jobs > 1:
-            threads = str(max(1, default_jobs() // jobs))
+            threads = str(max(1, (os.cpu_count() or 1) // jobs))
             self.env.update({name: threads for name in THREAD_VARIABLES if name not in os.environ})
             self._threads = ThreadPoolExecutor(jobs, thread_name_prefix="nbtools-stage")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from nbtools.core import memory
 from nbtools.core.errors import InvalidParameterError
-from nbtools.core.scheduler import LocalStagePool
+from nbtools.core.scheduler import LocalStagePool, default_jobs
 
 GB = 2**30
 
@@ -56,17 +57,22 @@ def test_the_limit_comes_from_the_variable_then_the_cgroup_then_the_machine(
     assert memory.memory_limit(tmp_path) == 2 * GB
 
 
-def test_fewer_kernels_start_ahead_when_memory_is_short() -> None:
-    assert memory.kernels_ahead(2, None) == 3
-    assert memory.kernels_ahead(2, 24 * GB) == 3
-    assert memory.kernels_ahead(2, 4 * GB) == 3
-    assert memory.kernels_ahead(2, 3 * GB) == 2
+def test_fewer_kernels_start_ahead_and_fewer_stages_run_when_memory_is_short() -> None:
+    assert memory.kernels_ahead(2, None) == 3 and memory.default_jobs(2, None) == 2
+    assert memory.kernels_ahead(2, 24 * GB) == 3 and memory.default_jobs(2, 24 * GB) == 2
+    assert memory.kernels_ahead(2, 4 * GB) == 2 and memory.default_jobs(2, 4 * GB) == 2
     assert memory.kernels_ahead(2, 2 * GB) == 0
-    assert memory.kernels_ahead(1, 2 * GB) == 1
-    assert memory.kernels_ahead(1, GB) == 0
-    assert [memory.kernels_ahead(2, n * GB // 4) for n in range(4, 16)] == sorted(
-        memory.kernels_ahead(2, n * GB // 4) for n in range(4, 16)
-    )
+    assert memory.default_jobs(2, 2 * GB) == 1 and memory.kernels_ahead(1, 2 * GB) == 1
+    assert memory.default_jobs(8, GB) == 1 and memory.kernels_ahead(1, GB) == 0
+    ahead = [memory.kernels_ahead(2, n * GB // 4) for n in range(4, 40)]
+    assert ahead == sorted(ahead) and ahead[0] == 0 and ahead[-1] == 3
+
+
+def test_default_jobs_follow_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(memory.MEMORY_VARIABLE, "2G")
+    assert default_jobs() == 1
+    monkeypatch.setenv(memory.MEMORY_VARIABLE, "64G")
+    assert default_jobs() == (os.cpu_count() or 1)
 
 
 def test_the_stage_pool_follows_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
