@@ -43,7 +43,7 @@ _ALL = "*"
     type=click.IntRange(min=1),
     default=None,
     help="Stages (and sweep variants' stages) run at once, one kernel each  "
-    "[default: the number of cores].",
+    "[default: the number of cores, fewer when memory is short].",
 )
 @click.option(
     "--executor",

@@ -1,4 +1,4 @@
-"""Metrics, diagnostic plots and the champion/challenger comparison of the evaluate stage.
+"""Metrics and diagnostic plots of the evaluate stage.
 
 :func:`evaluate` turns a fitted model and a held-out split into a flat dict of metrics:
 
@@ -17,8 +17,7 @@ without pyplot, so they never change the backend of a notebook and need no closi
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -206,70 +205,6 @@ def evaluate(model: Any, X: pd.DataFrame, y: pd.Series | None, *, task: str) -> 
     if task == "classification":
         return _classification_metrics(model, X, y)
     return prediction_metrics(y, model.predict(X), task="regression")
-
-
-def compare(
-    challenger_metrics: Mapping[str, float],
-    champion_metrics: Mapping[str, float] | None,
-    *,
-    metric: str,
-    greater_is_better: bool,
-    margin: float = 0.0,
-) -> tuple[bool, str]:
-    """Decide whether a challenger beats the champion on ``metric`` by at least ``margin``.
-
-    Parameters
-    ----------
-    challenger_metrics : mapping
-        Metrics of the new model, as :func:`evaluate` returns them.
-    champion_metrics : mapping or None
-        Metrics of the current champion on the same split, or ``None`` when there is none.
-    metric : str
-        The deciding metric, usually from :func:`primary_metric`.
-    greater_is_better : bool
-        Direction of the metric (``False`` for errors such as RMSE).
-    margin : float, default=0.0
-        The improvement required, in the metric's units; 0 lets an equal model win.
-
-    Returns
-    -------
-    wins : bool
-        Whether the challenger should replace the champion.
-    reason : str
-        One sentence with both values, the difference and the margin.
-
-    Raises
-    ------
-    InvalidParameterError
-        When the margin is negative or the challenger lacks the metric.
-    """
-    if not margin >= 0:
-        raise InvalidParameterError(
-            f"The margin must be a float in the range [0, inf). Got {margin!r} instead."
-        )
-    if metric not in challenger_metrics:
-        raise InvalidParameterError(
-            f"The metric '{metric}' is not among the challenger's metrics "
-            f"({', '.join(sorted(challenger_metrics))})."
-        )
-    challenger = float(challenger_metrics[metric])
-    if math.isnan(challenger):
-        return False, f"The challenger's {metric} is undefined (NaN); it cannot be promoted."
-    if champion_metrics is None or metric not in champion_metrics:
-        return (
-            True,
-            f"There is no champion {metric} to beat; the challenger scores {challenger:.4f}.",
-        )
-    champion = float(champion_metrics[metric])
-    if math.isnan(champion):
-        return True, f"The champion's {metric} is undefined (NaN); the challenger replaces it."
-    gain = challenger - champion if greater_is_better else champion - challenger
-    head = f"Challenger {metric} {challenger:.4f} vs champion {champion:.4f}: "
-    if gain < 0:
-        return False, head + f"worse by {-gain:.4f}."
-    if gain >= margin:
-        return True, head + f"better by {gain:.4f}, at least the required margin {margin:.4f}."
-    return False, head + f"better by only {gain:.4f}, less than the required margin {margin:.4f}."
 
 
 def _figure(title: str) -> tuple[Figure, Any]:

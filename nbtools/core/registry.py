@@ -5,10 +5,11 @@ The registry is driven by aliases only (stages are deprecated in MLflow):
 - ``challenger``: the latest version that went through the gate;
 - ``champion``: the version in service, ``models:/<name>@champion``, which serving follows.
 
-A deployment registers the new model, scores it and the current champion on the same test data
+A deployment registers the new model, scores it and the current champion on the same rows
 (:func:`gate`), then moves the aliases (:func:`promote`): the new version always becomes the
-challenger, and becomes the champion as well when the gate promotes it, which it does when it
-wins by the required margin or when there is no champion yet. The decision is kept as tags on the
+challenger, and becomes the champion as well when the gate promotes it, which it does when the
+lower confidence bound of its gain (a paired bootstrap on those rows) is above the margin, or
+when there is no champion yet. The decision is kept as tags on the
 new model version, so the registry itself says why each version was or was not promoted.
 
 Every function talks to the registry of the active MLflow tracking URI
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import mlflow
@@ -30,8 +31,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from nbtools.core import evaluation
-from nbtools.core.errors import ModelRegistryError
+from nbtools.core import bootstrap, evaluation
+from nbtools.core.bootstrap import GainInterval
+from nbtools.core.errors import InvalidParameterError, ModelRegistryError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -50,19 +52,32 @@ class GateDecision:
     promoted : bool
         Whether the challenger should become the champion.
     challenger_score : float
-        The challenger's ``metric`` on the test data.
+        The challenger's ``metric`` on the gate rows.
     champion_score : float or None
-        The champion's ``metric`` on the same data; None when there is no usable champion.
+        The champion's ``metric`` on the same rows; None when there is no usable champion.
     metric : str
         The deciding metric.
     reason : str
-        One or two sentences saying why, with both scores.
+        One or two sentences saying why, with the scores, the gain and its bound.
     greater_is_better : bool, default=True
         Direction of ``metric``.
     margin : float, default=0.0
-        Improvement the challenger needed, in the metric's units.
+        The smallest gain worth a swap, in the metric's units: the gain's lower confidence
+        bound had to exceed it.
     champion_version : str or None, default=None
         Registry version of the champion it was compared with.
+    gain : float or None, default=None
+        Challenger minus champion, signed so that positive means better.
+    gain_lower : float or None, default=None
+        One-sided lower confidence bound of the gain (paired bootstrap on the gate rows).
+    confidence : float or None, default=None
+        Level of ``gain_lower``.
+    gate_rows : int or None, default=None
+        Rows both models were scored on.
+    resamples : int or None, default=None
+        Bootstrap samples behind ``gain_lower``.
+    interval : GainInterval or None, default=None
+        The bootstrap itself (its gains, for a plot); not part of :meth:`to_dict`.
     """
 
     promoted: bool
@@ -73,11 +88,17 @@ class GateDecision:
     greater_is_better: bool = True
     margin: float = 0.0
     champion_version: str | None = None
+    gain: float | None = None
+    gain_lower: float | None = None
+    confidence: float | None = None
+    gate_rows: int | None = None
+    resamples: int | None = None
+    interval: GainInterval | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as a JSON-serialisable dict (undefined scores become None)."""
-        out = asdict(self)
-        for key in ("challenger_score", "champion_score"):
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "interval"}
+        for key in ("challenger_score", "champion_score", "gain", "gain_lower"):
             if out[key] is not None and not math.isfinite(out[key]):
                 out[key] = None
         return out
@@ -192,14 +213,21 @@ def gate(
     metric: str | None = None,
     greater_is_better: bool | None = None,
     margin: float = 0.0,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
     champion_version: str | None = None,
     replace_broken: bool = False,
 ) -> GateDecision:
-    """Score the challenger and the champion on the same test data and decide on promotion.
+    """Score the challenger and the champion on the same rows and decide on promotion.
 
-    The challenger is promoted when it beats the champion on ``metric`` by at least ``margin``
-    (an equal score wins with ``margin=0``), or when there is no champion. A challenger whose
-    score is undefined (NaN) is never promoted.
+    A few hundred rows move a score by a few hundredths by chance, so a higher score alone
+    proves little. The gate bootstraps the gain on the gate rows (:func:`~nbtools.core.
+    bootstrap.paired_gain`: ``resamples`` seeded resamples, both models scored on each) and
+    promotes the challenger only when the gain's one-sided lower confidence bound is above
+    ``margin``. A challenger that is merely as good, or better by less than the noise, is kept
+    out. It is promoted without a comparison when there is no champion, and never when its
+    own score is undefined (NaN).
 
     Parameters
     ----------
@@ -208,24 +236,33 @@ def gate(
     champion_model : estimator or None
         The current champion (:func:`load_champion`); None when there is none.
     X_test : DataFrame
-        Test rows, the same for both models. Each model gets the columns it was fitted on
+        Gate rows, the same for both models. Each model gets the columns it was fitted on
         (``feature_names_in_``), so extra columns such as dates or ids do no harm.
     y_test : Series or None
-        Test target; None for clustering.
+        Their target; None for clustering.
     task : str
         ``"classification"``, ``"regression"`` or ``"clustering"``.
     metric : str, optional
-        A metric of :func:`nbtools.core.evaluation.evaluate` (``roc_auc``, ``f1``, ``rmse``...);
-        by default the task's primary metric (:func:`nbtools.core.evaluation.primary_metric`).
+        One of the task's metrics (``roc_auc``, ``f1``, ``accuracy``, ``precision``,
+        ``recall``; ``rmse``, ``mae``, ``r2``; ``silhouette``); by default the task's primary
+        metric (:func:`nbtools.core.evaluation.primary_metric`).
     greater_is_better : bool, optional
         Direction of ``metric``; by default False for ``rmse`` and ``mae``, True otherwise.
     margin : float, default=0.0
-        Improvement required, in the metric's units.
+        The smallest gain worth a swap, in the metric's units. The gain's lower confidence
+        bound must exceed it: 0 asks for a gain that is real, 0.01 for one that is surely
+        larger than 0.01.
+    confidence : float, default=0.95
+        Level of the one-sided lower bound, in (0.5, 1).
+    resamples : int, default=1000
+        Bootstrap samples (at least 100).
+    seed : int, default=0
+        Seed of the bootstrap (the deploy stage passes the pipeline's seed).
     champion_version : str, optional
         The champion's registry version, reported in the decision. With ``champion_model``
         None it means the champion exists but could not be loaded.
     replace_broken : bool, default=False
-        What to do when the champion fails to score the test data (its input columns differ
+        What to do when the champion fails to score the gate rows (its input columns differ
         from the new pipeline's, say): False raises; True lets the challenger replace it.
 
     Returns
@@ -235,26 +272,36 @@ def gate(
     Raises
     ------
     ModelRegistryError
-        If the champion cannot score the test data and ``replace_broken`` is False.
+        If the champion cannot score the gate rows and ``replace_broken`` is False.
     InvalidParameterError
-        If the task, metric or margin is invalid.
+        If the task, metric, margin, confidence or resamples is invalid.
     """
+    if not margin >= 0:
+        raise InvalidParameterError(
+            f"The margin must be a float in the range [0, inf). Got {margin!r} instead."
+        )
+    binary = task == "classification" and _n_classes(challenger_model, y_test) == 2
+    primary, default_direction = evaluation.primary_metric(task, binary)
     if metric is None:
-        binary = task == "classification" and _n_classes(challenger_model, y_test) == 2
-        metric, default_direction = evaluation.primary_metric(task, binary)
+        metric = primary
+    elif metric not in bootstrap.METRICS[task]:
+        raise InvalidParameterError(
+            f"The metric '{metric}' is not among the {task} metrics "
+            f"({', '.join(bootstrap.METRICS[task])})."
+        )
     else:
         default_direction = metric not in _LOWER_IS_BETTER
     direction = default_direction if greater_is_better is None else greater_is_better
 
-    challenger_metrics = evaluation.evaluate(
-        challenger_model, _model_view(challenger_model, X_test), y_test, task=task
+    challenger = bootstrap.row_scores(
+        challenger_model, _model_view(challenger_model, X_test), y_test, metric=metric
     )
-    champion_metrics = None
+    champion = None
     problem = None
     if champion_model is not None:
         try:
-            champion_metrics = evaluation.evaluate(
-                champion_model, _model_view(champion_model, X_test), y_test, task=task
+            champion = bootstrap.row_scores(
+                champion_model, _model_view(champion_model, X_test), y_test, metric=metric
             )
         except Exception as exc:  # the champion is unusable on this data, whatever the cause
             problem = f"cannot score the test data ({type(exc).__name__}: {exc})"
@@ -268,25 +315,75 @@ def gate(
     elif champion_version is not None:
         problem = "could not be loaded"
 
-    promoted, reason = evaluation.compare(
-        challenger_metrics,
-        champion_metrics,
+    score = challenger.value()
+    champion_score = None if champion is None else champion.value()
+    decision = GateDecision(
+        promoted=True,
+        challenger_score=score,
+        champion_score=champion_score,
         metric=metric,
-        greater_is_better=direction,
-        margin=margin,
-    )
-    if problem is not None:
-        reason = f"The champion (version {champion_version}) {problem}; it is replaced. {reason}"
-    champion_score = None if champion_metrics is None else champion_metrics.get(metric)
-    return GateDecision(
-        promoted=promoted,
-        challenger_score=float(challenger_metrics[metric]),
-        champion_score=None if champion_score is None else float(champion_score),
-        metric=metric,
-        reason=reason,
+        reason="",
         greater_is_better=direction,
         margin=margin,
         champion_version=champion_version,
+    )
+    if math.isnan(score):
+        reason = f"The challenger's {metric} is undefined (NaN); it cannot be promoted."
+        return replace(decision, promoted=False, reason=reason)
+    if champion is None or champion_score is None:
+        reason = f"There is no champion {metric} to beat; the challenger scores {score:.4f}."
+        if problem is not None:
+            replaced = f"The champion (version {champion_version}) {problem}; it is replaced."
+            reason = f"{replaced} {reason}"
+        return replace(decision, reason=reason)
+    if math.isnan(champion_score):
+        reason = f"The champion's {metric} is undefined (NaN); the challenger replaces it."
+        return replace(decision, reason=reason)
+    interval = bootstrap.paired_gain(
+        challenger,
+        champion,
+        greater_is_better=direction,
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+    )
+    promoted = interval.lower > margin
+    return replace(
+        decision,
+        promoted=promoted,
+        reason=_reason(metric, score, champion_score, interval, margin, promoted),
+        gain=interval.gain,
+        gain_lower=interval.lower,
+        confidence=confidence,
+        gate_rows=interval.rows,
+        resamples=interval.resamples,
+        interval=interval,
+    )
+
+
+def _reason(
+    metric: str,
+    score: float,
+    champion_score: float,
+    interval: GainInterval,
+    margin: float,
+    promoted: bool,
+) -> str:
+    level = f"{interval.confidence:.0%}"
+    head = (
+        f"Challenger {metric} {score:.4f} vs champion {champion_score:.4f}: gain "
+        f"{interval.gain:+.4f}, {level} lower bound {interval.lower:+.4f} (one-sided, paired "
+        f"bootstrap of {interval.rows:,} rows, {interval.resamples:,} resamples)"
+    )
+    if promoted:
+        return f"{head} is above the margin {margin:g}: the gain is real."
+    if interval.gain < 0:
+        return f"{head}: the challenger is worse; the champion stays."
+    if interval.gain <= margin:
+        return f"{head}; the gain is not above the margin {margin:g}."
+    return (
+        f"{head} is not above the margin {margin:g}: the gain is within the noise of "
+        f"{interval.rows:,} rows."
     )
 
 

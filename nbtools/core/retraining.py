@@ -9,8 +9,11 @@
 3. on a breach, and when asked to, :func:`retrain`: run the pipeline on the new labelled rows
    (alone or added to the pipeline's data), keeping the newest ``holdout`` share out of training;
    the deploy stage registers the model as ``challenger``, compares it with the champion on
-   those held-out rows and moves ``champion`` only if it wins by the margin. A service that
-   follows the alias switches by itself.
+   those held-out rows and moves ``champion`` only if the lower confidence bound of its gain
+   (a paired bootstrap on those rows) is above the margin. A service that follows the alias
+   switches by itself. Each retraining is gated on rows of its own check, which neither model
+   was fitted on: the gate never looks at the same rows twice, so retraining again and again
+   does not select on one test set.
 
 Every decision (drift found, decay found, retraining due, retrain started, challenger promoted
 or rejected) is kept with its numbers in ``monitoring/<check_id>/check.json`` beside the HTML
@@ -74,6 +77,8 @@ class RetrainOutcome:
         The deciding metric.
     challenger_score, champion_score : float or None
         Both models' scores on the held-out recent rows.
+    gain, gain_lower : float or None
+        The challenger's gain and its one-sided lower confidence bound (the gate's bootstrap).
     training_rows, gate_rows : int
         Rows the retraining learned from, and rows the gate compared on.
     """
@@ -89,6 +94,8 @@ class RetrainOutcome:
     champion_score: float | None
     training_rows: int
     gate_rows: int
+    gain: float | None = None
+    gain_lower: float | None = None
 
 
 @dataclass
@@ -398,6 +405,8 @@ def retrain_model(
         champion_score=deployed.get("champion_score"),
         training_rows=len(fresh),
         gate_rows=len(recent),
+        gain=deployed.get("gain"),
+        gain_lower=deployed.get("gain_lower"),
     )
 
 

@@ -27,8 +27,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def default_jobs() -> int:
-    """Return the default number of stages run at once: the machine's core count."""
-    return os.cpu_count() or 1
+    """Return the default number of stages run at once: the core count, fewer on little memory.
+
+    See :func:`nbtools.core.memory.default_jobs`.
+    """
+    from nbtools.core import memory
+
+    return memory.default_jobs(os.cpu_count() or 1, memory.memory_limit())
 
 
 def run_stage_notebook(
@@ -130,8 +135,9 @@ class LocalStagePool(Executor):
 
     The stage kernels are the separate processes; the runner's process only drives them, on
     one thread per running stage (with one job, in the calling thread). Every kernel belongs
-    to :attr:`kernels`, which starts them ahead while stages run; shutting the pool down stops
-    them all, including the kernel of a stage still running when the run is interrupted.
+    to :attr:`kernels`, which starts them ahead while stages run (as many as the memory
+    allows: :func:`~nbtools.core.memory.kernels_ahead`); shutting the pool down stops them
+    all, including the kernel of a stage still running when the run is interrupted.
 
     Parameters
     ----------
@@ -141,15 +147,16 @@ class LocalStagePool(Executor):
 
     def __init__(self, jobs: int) -> None:
         from nbtools.core.kernels import KernelPool
+        from nbtools.core.memory import kernels_ahead, memory_limit
 
         self.jobs = jobs
-        self.kernels = KernelPool(ahead=jobs + 1)
+        self.kernels = KernelPool(ahead=kernels_ahead(jobs, memory_limit()))
         #: The environment of every stage kernel; with several jobs, numeric libraries get
         #: their share of the cores (unless the user set a limit already).
         self.env = dict(os.environ)
         self._threads: ThreadPoolExecutor | None = None
         if jobs > 1:
-            threads = str(max(1, default_jobs() // jobs))
+            threads = str(max(1, (os.cpu_count() or 1) // jobs))
             self.env.update({name: threads for name in THREAD_VARIABLES if name not in os.environ})
             self._threads = ThreadPoolExecutor(jobs, thread_name_prefix="nbtools-stage")
 

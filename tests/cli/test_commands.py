@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
+import pandas as pd
+import sqlalchemy
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
@@ -137,3 +143,86 @@ def test_check_reports_stored_outputs_and_missing_runner_names(tmp_path: Path) -
     assert result.exit_code == 1
     assert "stored with outputs" in result.output
     assert "must end with 'inputs = None'" in result.output
+
+
+def test_new_with_a_misspelt_target_names_the_nearest_column_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "titanic.csv"
+    data.write_text("pclass,sex,age,survived\n1,female,29,1\n3,male,40,0\n")
+    project = tmp_path / "titanic"
+    nbtools = Path(sys.executable).with_name("nbtools")  # the real command, as a user types it
+    result = subprocess.run(
+        [nbtools, "new", project, "--data", data, "--target", "Survived"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "The target column 'Survived' is not in" in result.stderr
+    assert "Did you mean 'survived'? Use --target survived." in result.stderr
+    assert "pclass, sex, age, survived" in result.stderr
+    assert not project.exists()
+    fixed = subprocess.run(
+        [nbtools, "new", project, "--data", data, "--target", "survived"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    assert (project / "pipeline.yaml").is_file()
+
+
+def test_new_checks_the_target_of_parquet_sql_and_http_sources(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"rooms": [3, 4], "price": [100.0, 150.0]})
+    frame.to_parquet(tmp_path / "houses.parquet")
+    result = invoke("new", str(tmp_path / "a"), "--data", str(tmp_path / "houses.parquet"),
+                    "--target", "prise")  # fmt: skip
+    assert result.exit_code == 2 and "Did you mean 'price'?" in result.output
+    assert not (tmp_path / "a").exists()
+
+    url = f"sqlite:///{tmp_path / 'houses.db'}"
+    with sqlalchemy.create_engine(url).begin() as connection:
+        frame.to_sql("houses", connection, index=False)
+    table = invoke("new", str(tmp_path / "b"), "--data", url, "--table", "houses",
+                   "--target", "Price")  # fmt: skip
+    assert table.exit_code == 2 and "Did you mean 'price'?" in table.output
+    query = invoke("new", str(tmp_path / "c"), "--data", url, "--query",
+                   "SELECT rooms, price AS cost FROM houses", "--target", "price")  # fmt: skip
+    assert query.exit_code == 2 and "Its columns: rooms, cost." in query.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    good = invoke("new", str(tmp_path / "d"), "--data", url, "--table", "houses",
+                  "--target", "price")  # fmt: skip
+    assert good.exit_code == 0, good.output
+
+    body = json.dumps([{"rooms": 3, "price": 100}, {"rooms": 4, "price": 150}]).encode()
+
+    class Records(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Records)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"http://127.0.0.1:{server.server_port}/houses"
+        http = invoke("new", str(tmp_path / "e"), "--data", address, "--target", "rom")
+        assert http.exit_code == 2 and "Did you mean 'rooms'?" in http.output
+        assert not (tmp_path / "e").exists()
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_new_without_a_close_column_lists_the_columns(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("alpha,beta\n1,2\n")
+    result = invoke("new", str(tmp_path / "p"), "--data", str(data), "--target", "zzz")
+    assert result.exit_code == 2
+    assert "Did you mean" not in result.output and "Its columns: alpha, beta." in result.output

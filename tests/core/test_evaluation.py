@@ -116,36 +116,6 @@ def test_supervised_evaluation_needs_a_target(binary):
         evaluation.evaluate(model, X, None, task="classification")
 
 
-@pytest.mark.parametrize(
-    ("challenger", "champion", "greater", "margin", "wins", "phrase"),
-    [
-        (0.90, 0.85, True, 0.01, True, "better by 0.0500"),
-        (0.855, 0.85, True, 0.01, False, "less than the required margin"),
-        (0.80, 0.85, True, 0.0, False, "worse by 0.0500"),
-        (0.85, 0.85, True, 0.0, True, "better by 0.0000"),
-        (1.0, 1.2, False, 0.1, True, "better by 0.2000"),  # an error metric: lower wins
-        (1.3, 1.2, False, 0.0, False, "worse by 0.1000"),
-    ],
-)
-def test_compare(challenger, champion, greater, margin, wins, phrase):
-    won, reason = evaluation.compare(
-        {"m": challenger}, {"m": champion}, metric="m", greater_is_better=greater, margin=margin
-    )
-    assert won is wins
-    assert phrase in reason
-
-
-def test_compare_without_champion_and_bad_input():
-    won, reason = evaluation.compare({"f1": 0.7}, None, metric="f1", greater_is_better=True)
-    assert won and "no champion" in reason
-    won, _ = evaluation.compare({"f1": float("nan")}, None, metric="f1", greater_is_better=True)
-    assert not won
-    with pytest.raises(InvalidParameterError, match="margin must be a float"):
-        evaluation.compare({"f1": 0.7}, None, metric="f1", greater_is_better=True, margin=-1)
-    with pytest.raises(InvalidParameterError, match="'auc' is not among"):
-        evaluation.compare({"f1": 0.7}, None, metric="auc", greater_is_better=True)
-
-
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -132,15 +132,63 @@ def test_better_challenger_is_promoted(experiment: str, data) -> None:
     assert registry.version_history("never-registered").empty
 
 
-def test_margin_holds_back_a_challenger_that_is_only_as_good(experiment: str, data) -> None:
+def test_a_challenger_only_as_good_is_held_back_and_the_margin_raises_the_bar(
+    experiment: str, data
+) -> None:
     X, y = data
     model = good(X, y)
     deploy(model, experiment, X, y)
-    _, decision, aliases = deploy(model, experiment, X, y, margin=0.01)
-    assert not decision.promoted and "less than the required margin" in decision.reason
-    assert aliases == ["challenger"]
-    _, decision, aliases = deploy(model, experiment, X, y, margin=0.0)
-    assert decision.promoted and aliases == ["challenger", "champion"]
+    _, decision, aliases = deploy(model, experiment, X, y)
+    assert not decision.promoted and aliases == ["challenger"]
+    assert decision.gain == 0 and decision.gain_lower == 0
+    assert "not above the margin 0" in decision.reason
+    X_gate, y_gate = X.iloc[:150], y.iloc[:150]
+    wins = registry.gate(model, poor(X, y), X_gate, y_gate, task="classification")
+    assert wins.promoted and wins.gain_lower > 0.3
+    bar = registry.gate(
+        model, poor(X, y), X_gate, y_gate, task="classification", margin=wins.gain_lower + 0.01
+    )
+    assert not bar.promoted and bar.gain == wins.gain
+    tags = MlflowClient().get_model_version(NAME, "2").tags
+    assert float(tags["nbtools.gate.gain_lower"]) == 0.0
+    assert tags["nbtools.gate.resamples"] == "1000" and tags["nbtools.gate.gate_rows"] == "300"
+
+
+def noisy_data() -> tuple[pd.DataFrame, pd.Series]:
+    X, y = make_classification(
+        n_samples=1600,
+        n_features=8,
+        n_informative=4,
+        n_redundant=0,
+        flip_y=0.1,
+        class_sep=0.8,
+        random_state=1,
+    )
+    return pd.DataFrame(X, columns=list("abcdefgh")), pd.Series(np.where(y == 1, "yes", "no"))
+
+
+def test_gate_refuses_a_gain_inside_the_noise_and_accepts_a_clear_one() -> None:
+    X, y = noisy_data()
+    X_gate, y_gate = X.iloc[1300:], y.iloc[1300:]
+    # The same model family fitted on two disjoint halves of the same rows: as good as each
+    # other, and yet the second scores higher on the 300 gate rows.
+    champion = LogisticRegression().fit(X.iloc[:400], y.iloc[:400])
+    lucky = LogisticRegression().fit(X.iloc[400:800], y.iloc[400:800])
+    noise = registry.gate(lucky, champion, X_gate, y_gate, task="classification", seed=42)
+    assert noise.challenger_score > noise.champion_score  # a plain comparison would promote
+    assert noise.gain == pytest.approx(noise.challenger_score - noise.champion_score)
+    assert noise.gain_lower < 0 < noise.gain
+    assert not noise.promoted and "within the noise of 300 rows" in noise.reason
+    assert (noise.gate_rows, noise.resamples, noise.confidence) == (300, 1000, 0.95)
+    again = registry.gate(lucky, champion, X_gate, y_gate, task="classification", seed=42)
+    assert again.gain_lower == noise.gain_lower  # seeded
+    # A champion that misses half the informative features loses clearly.
+    narrow = LogisticRegression().fit(X.iloc[:1300][["a", "b"]], y.iloc[:1300])
+    wide = LogisticRegression().fit(X.iloc[:1300], y.iloc[:1300])
+    clear = registry.gate(wide, narrow, X_gate, y_gate, task="classification")
+    assert clear.promoted and clear.gain_lower > 0.1
+    assert "is above the margin 0: the gain is real" in clear.reason
+    assert not registry.gate(narrow, wide, X_gate, y_gate, task="classification").promoted
 
 
 def test_champion_that_cannot_be_loaded(experiment: str, data, tmp_path: Path) -> None:
@@ -197,7 +245,7 @@ def test_regression_gate_prefers_the_lower_error() -> None:
 def test_gate_rejects_an_unknown_metric_and_a_negative_margin(data) -> None:
     X, y = data
     model = good(X, y)
-    with pytest.raises(InvalidParameterError, match="'mape' is not among"):
+    with pytest.raises(InvalidParameterError, match="'mape' is not among the classification"):
         registry.gate(model, None, X, y, task="classification", metric="mape")
     with pytest.raises(InvalidParameterError, match="margin"):
         registry.gate(model, model, X, y, task="classification", margin=-0.1)
@@ -206,3 +254,4 @@ def test_gate_rejects_an_unknown_metric_and_a_negative_margin(data) -> None:
 def test_decision_is_json_ready() -> None:
     decision = registry.GateDecision(False, float("nan"), 0.8, "roc_auc", "undefined")
     assert decision.to_dict()["challenger_score"] is None
+    assert "interval" not in decision.to_dict()

@@ -129,6 +129,7 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) ->
     retrain = record["retrain"]
     assert retrain["succeeded"] and retrain["promoted"] is False and retrain["version"] == "2"
     assert retrain["challenger_score"] < retrain["champion_score"]
+    assert retrain["gain_lower"] < retrain["gain"] < 0  # the gate's bootstrap, recorded
     assert champion(project) == "1"
     aliases = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_registered_model(MODEL)
     assert aliases.aliases == {"champion": 1, "challenger": 2}
@@ -191,6 +192,7 @@ def test_a_better_challenger_is_promoted_and_the_running_service_switches(
         assert outcome.retrain is not None and outcome.retrain.promoted, outcome.decisions
         assert outcome.retrain.version == "3" and champion(project) == "3"
         assert outcome.retrain.challenger_score > outcome.retrain.champion_score
+        assert outcome.retrain.gain_lower is not None and outcome.retrain.gain_lower > 0
         shown = None
         deadline = time.monotonic() + 30
         while shown != "3" and time.monotonic() < deadline:
