@@ -108,7 +108,7 @@ def check_paths(paths: list[Path]) -> list[str]:
                 stages = {s.notebook: s.name for s in pipeline.stages}
                 problems += _reads_problems(pipeline)
             for notebook in sorted(path.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" not in notebook.parts:
+                if not _recorded(notebook, path):
                     problems += check_notebook(notebook, stages.get(notebook.resolve()))
         else:
             problems += check_notebook(path)
@@ -130,3 +130,20 @@ def _reads_problems(pipeline: Pipeline) -> list[str]:
         except PipelineSpecError as exc:
             problems.append(str(exc))
     return problems
+
+
+#: Folders of a project that hold executed notebooks (run records, MLflow artifacts, scratch):
+#: outputs there are the point, not a mistake.
+RECORD_FOLDERS = frozenset({"runs", "mlartifacts", "mlruns", ".nbtools"})
+
+
+def _recorded(notebook: Path, top: Path) -> bool:
+    """Whether ``notebook``, found under ``top``, is a checkpoint or lies in a project's records."""
+    if ".ipynb_checkpoints" in notebook.parts:
+        return True
+    folders = notebook.relative_to(top).parents
+    return any(
+        (top / f).name in RECORD_FOLDERS and (top / f).parent.joinpath(PIPELINE_FILE).is_file()
+        for f in folders
+        if f != Path(".")
+    )

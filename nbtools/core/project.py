@@ -85,9 +85,10 @@ def create_project(
         shutil.copy2(notebook, root / notebook.name)
     yaml = YAML()
     spec = yaml.load((templates / PIPELINE_FILE).read_text(encoding="utf-8"))
-    if data is None:
+    if data is None:  # the demo data as a file of the project's own, to look at and edit
         (root / DEMO_DATA).parent.mkdir()
         make_churn().to_csv(root / DEMO_DATA, index=False)
+        spec["stages"]["ingest"]["parameters"]["source"] = DEMO_DATA.as_posix()
     else:
         spec["name"] = root.name
         spec["model_name"] = f"{root.name}-model"

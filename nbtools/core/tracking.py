@@ -8,9 +8,11 @@ status (a notebook process that dies would otherwise leave its run closed as FIN
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,8 @@ class Tracker:
         self.tracking_uri = tracking_uri
         # Opening the client here, in the parent process, creates and migrates a new SQLite
         # database once, before any stage process can race on the schema migrations.
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        with quiet_database_setup():
+            self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -88,6 +91,24 @@ class Tracker:
     def finish(self, run_id: str, succeeded: bool) -> None:
         """Close a run as FINISHED or FAILED."""
         self.client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
+
+
+@contextmanager
+def quiet_database_setup() -> Iterator[None]:
+    """Keep MLflow's routine INFO lines about creating and migrating its database off stderr.
+
+    Warnings and errors still show; only the INFO progress lines of a first open are dropped
+    (in a notebook, every stderr line is shown in red, as if something went wrong).
+    """
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def is_metric_value(value: Any) -> bool:
