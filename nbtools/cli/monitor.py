@@ -82,7 +82,13 @@ def _fail_on(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[
     help="What a retraining run learns from [default: the monitor stage's retrain_data].",
 )
 @click.option("--holdout", type=float, default=None, help="Newest share held out for the gate.")
-@click.option("--margin", type=float, default=None, help="Improvement the challenger needs.")
+@click.option(
+    "--margin",
+    type=float,
+    default=None,
+    help="Gain the challenger must surely exceed: the bootstrap lower bound of its gain over "
+    "the champion must be above it (the deploy stage's margin).",
+)
 @click.option(
     "--fail-on",
     default=",".join(EXIT_FINDINGS),

@@ -91,7 +91,8 @@ def learning_curve_table(
     *,
     scoring: str,
     sizes: tuple[float, ...] = (0.2, 0.4, 0.7, 1.0),
-    folds: int = 3,
+    folds: int | Any = 3,
+    groups: pd.Series | None = None,
     max_rows: int = 5000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -111,8 +112,12 @@ def learning_curve_table(
         The train stage's scorer.
     sizes : tuple of float, default=(0.2, 0.4, 0.7, 1.0)
         Shares of a training fold to fit on.
-    folds : int, default=3
-        Cross-validation folds.
+    folds : int or cross-validation splitter, default=3
+        Cross-validation folds: a number, or the splitter that follows the split stage's
+        strategy (:func:`nbtools.core.model_choice.cv_splitter`), so a group or time split
+        gets the same folds as the train stage's search.
+    groups : pandas.Series, optional
+        The group of each training row, for a group splitter.
     max_rows : int, default=5000
         At most this many training rows take part.
     seed : int, default=0
@@ -125,12 +130,15 @@ def learning_curve_table(
         the folds) and ``cv_std``.
     """
     if len(X_train) > max_rows:
-        X_train = X_train.sample(max_rows, random_state=seed)
+        # sort_index keeps time-ordered rows in order for ordered (time) folds
+        X_train = X_train.sample(max_rows, random_state=seed).sort_index()
         y_train = None if y_train is None else y_train.loc[X_train.index]
+        groups = None if groups is None else groups.loc[X_train.index]
     rows, train_scores, cv_scores = learning_curve(
         clone(model),
         X_train,
         y_train,
+        groups=groups,
         train_sizes=np.asarray(sizes),
         cv=folds,
         scoring=get_scorer(scoring),

@@ -64,7 +64,9 @@ class MonitorPolicy:
         Share of the newest labelled rows kept out of retraining, on which the deploy gate
         compares challenger and champion.
     margin : float, default=0.0
-        Improvement the challenger needs over the champion (the deploy stage's ``margin``).
+        Gain over the champion the challenger must surely exceed: the one-sided lower
+        confidence bound of its bootstrapped gain must be above it (the deploy stage's
+        ``margin``).
     """
 
     alpha: float = 0.05
