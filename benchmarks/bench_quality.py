@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -358,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         overhead = args.overhead if args.overhead is not None else _overhead(workdir)
         print(HEADER, flush=True)
         rows = []
-        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        # spawn, not fork: the overhead run's baseline fit has started OpenMP threads in this
+        # process, and a forked child that fits again waits forever on their locks
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=spawn) as pool:
             futures = [pool.submit(bench_table, name, workdir) for name in chosen]
             for future in futures:
                 rows.append(judge(future.result(), overhead))
