@@ -390,7 +390,7 @@ class GraphRun:
         if isinstance(rows, int):
             line += f", {rows:,} rows" + (f", was {was:,}" if isinstance(was, int) else "")
         if record["output_hashes"] == earlier.get("output_hashes"):
-            line += "; its outputs are unchanged, so the stages after it can be reused"
+            line += "; its outputs are unchanged"
         return line
 
     def _submit(self, stage: Stage, key: CacheKey, *, waiting: int) -> Future[None]:
