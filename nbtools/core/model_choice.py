@@ -6,7 +6,12 @@
    one named) is fitted with scikit-learn's default hyperparameters on the training rows and
    scored on the validation rows. On a large table the comparison uses a seeded sample of
    :data:`COMPARE_ROWS` training rows: it ranks families as well as all rows would, at a
-   fraction of the cost. The best family wins.
+   fraction of the cost. The first candidate (gradient boosting, the strongest default on
+   tabular data) stays the choice unless another family is *surely* better on the validation
+   rows: the one-sided 95 % lower bound of its paired-bootstrap gain
+   (:func:`nbtools.core.bootstrap.paired_gain`) is above zero. A few hundred validation rows
+   move a score by a few hundredths, and picking the highest of three noisy scores would often
+   pick noise.
 2. **Tune.** The winner's hyperparameters are searched by cross-validation on the same rows, with
    folds that follow the split strategy (:func:`cv_splitter`). The tuned model replaces the
    default one only if it scores better on the validation rows.
@@ -274,8 +279,10 @@ def choose_model(
         fitted[family.name] = (model, value)
         rows.append(_row("compare", family.name, value, None, seconds, len(X), "defaults"))
         say(f"  {family.name}: {scoring} {value:.4f} ({seconds:.1f} s)")
-    winner = max(fitted, key=lambda name: fitted[name][1])
+    winner = _surely_better(fitted, names, X_valid, y_valid, scoring, task=task, seed=seed)
     model, validation_score = fitted[winner]
+    if winner != max(fitted, key=lambda name: fitted[name][1]):
+        say(f"Kept {winner}: no other family scored surely better on the validation rows.")
     chosen: dict[str, Any] = {}
     cv_score: float | None = None
     candidates: list[Any] = []
@@ -345,6 +352,49 @@ def choose_model(
         seconds=time.monotonic() - started,
         candidates=candidates,
     )
+
+
+#: Bootstrap metric (and whether greater is better) of each scorer the comparison can test.
+_BOOTSTRAP_METRICS = {
+    "roc_auc": ("roc_auc", True),
+    "accuracy": ("accuracy", True),
+    "r2": ("r2", True),
+    "neg_root_mean_squared_error": ("rmse", False),
+    "neg_mean_absolute_error": ("mae", False),
+}
+
+
+def _surely_better(
+    fitted: dict[str, tuple[Pipeline, float]],
+    names: tuple[str, ...],
+    X_valid: pd.DataFrame,
+    y_valid: pd.Series | None,
+    scoring: str,
+    *,
+    task: str,
+    seed: int,
+) -> str:
+    """Return the first family, unless another beats it beyond the noise of the validation rows.
+
+    The best-scoring challenger replaces the first family only when the 95 % lower bound of its
+    paired-bootstrap gain is above zero. Without validation rows, or for a scorer the bootstrap
+    does not know, the highest score wins.
+    """
+    best = max(fitted, key=lambda name: fitted[name][1])
+    first = next((name for name in names if name in fitted), best)
+    metric = _BOOTSTRAP_METRICS.get(scoring)
+    if best == first or metric is None or not len(X_valid) or y_valid is None:
+        return best
+    from nbtools.core.bootstrap import paired_gain, row_scores
+
+    name, greater_is_better = metric
+    interval = paired_gain(
+        row_scores(fitted[best][0], X_valid, y_valid, metric=name),
+        row_scores(fitted[first][0], X_valid, y_valid, metric=name),
+        greater_is_better=greater_is_better,
+        seed=seed,
+    )
+    return best if interval.lower > 0 else first
 
 
 def pipeline_factory(
