@@ -1,9 +1,16 @@
-"""Shared fixtures: fixture-notebook projects and a pre-migrated MLflow database."""
+"""Shared fixtures: fixture-notebook projects and a pre-migrated MLflow database.
+
+The whole session keeps Jupyter's runtime and data folders, IPython's profile and matplotlib's
+configuration in a temporary folder, so no test (nor a kernel or server it starts) writes to
+the user's home.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +18,23 @@ from pathlib import Path
 import pytest
 
 FIXTURE_NOTEBOOKS = Path(__file__).parent / "notebooks"
+
+#: Environment variables pointing each tool's per-user folder into the session's temporary home.
+HOME_FOLDERS = {
+    "JUPYTER_RUNTIME_DIR": "jupyter-runtime",
+    "JUPYTER_DATA_DIR": "jupyter-data",
+    "IPYTHONDIR": "ipython",
+    "MPLCONFIGDIR": "matplotlib",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point per-user folders at a temporary one before any kernel or server starts."""
+    home = Path(tempfile.mkdtemp(prefix="nbtools-tests-home-"))
+    for name, folder in HOME_FOLDERS.items():
+        os.environ[name] = str(home / folder)
+    # at exit, after the in-process IPython shells (registered later, so run earlier) close
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

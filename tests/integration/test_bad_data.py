@@ -45,12 +45,13 @@ def test_bad_data_stops_the_run_in_ingest_with_a_clear_message(project: Path, ca
 
 
 def test_the_command_line_names_the_stage_the_cell_and_the_notebook(project: Path) -> None:
+    (project / "no_rows.csv").write_text(CASES["no_rows"][0])
     result = CliRunner().invoke(
         cli,
-        ["run", "--project", str(project), "-p", "ingest.source=missing.csv"],
+        ["run", "--project", str(project), "-p", "ingest.source=no_rows.csv"],
         catch_exceptions=False,
     )
     assert result.exit_code == 1
     assert "Stage 'ingest' failed in cell" in result.output
-    assert "missing.csv" in result.output
+    assert "no rows" in result.output.lower()
     assert "01_ingest/output.ipynb" in result.output
