@@ -113,7 +113,8 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) ->
         "--max-drop", "0.5",  # the drift rule alone: two drifted days in a row
         "--retrain",
         "--profile", "smoke",
-        "-p", "features.k=1",  # a deliberately weak challenger: one feature
+        "-p", "features.selection=kbest",  # a deliberately weak challenger: one feature
+        "-p", "features.k=1",
     )  # fmt: skip
     assert code == 6, output  # a breach of the retraining rule
     record = check_record(output)
