@@ -18,7 +18,8 @@
 3. Both steps share one **time budget**: a candidate family that would start after it, or whose
    expected fit time (measured on the first family, scaled by a rough cost per kind of model)
    would overrun it, is skipped, as is a search candidate after it; the choice is the best so
-   far, and the result says so.
+   far, and the result says so. Unless stated, the budget is half of what the final fit is
+   expected to cost (:func:`auto_budget`), so choosing never costs much more than fitting.
 
 :func:`fit_final` then refits the chosen pipeline on the training rows, or on training and
 validation rows together (the default), which is what a plain model fitted on all non-test rows
@@ -72,7 +73,9 @@ AUTO_CANDIDATES = {
 #: Training rows the comparison and the search use at most (a seeded sample of larger tables).
 COMPARE_ROWS = 20_000
 
-_MIN_BUDGET, _MAX_BUDGET, _CELLS_PER_SECOND = 10.0, 120.0, 20_000
+#: ``time_budget=None``: the comparison and the search may take this share of the expected
+#: final fit, at least :data:`MIN_BUDGET` and at most :data:`MAX_BUDGET` seconds.
+BUDGET_SHARE, MIN_BUDGET, MAX_BUDGET = 0.5, 5.0, 120.0
 
 #: Rough fit time of each kind of model with default settings, relative to gradient boosting
 #: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
@@ -80,15 +83,26 @@ _MIN_BUDGET, _MAX_BUDGET, _CELLS_PER_SECOND = 10.0, 120.0, 20_000
 _COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0}
 
 
-def auto_budget(n_rows: int, n_columns: int) -> float:
+def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> float:
     """Return the time budget ``time_budget=None`` stands for, in seconds.
 
-    It grows with the cells the comparison and the search work on (at most
-    :data:`COMPARE_ROWS` rows): 10 s for small tables, one second per 20,000 cells beyond
-    that, at most 120 s.
+    The comparison and the search are worth a share (:data:`BUDGET_SHARE`) of what the final
+    fit will cost, which is estimated from the first family's fit on the compared rows, scaled
+    to the rows of the final fit. A small table gets :data:`MIN_BUDGET` (a few seconds buy a
+    real search there); a large one at most :data:`MAX_BUDGET`. So the whole train stage takes
+    about one and a half plain fits of the final rows, plus the minimum.
+
+    Parameters
+    ----------
+    first_fit_seconds : float
+        Time of the first family's fit, with default settings, on ``sample_rows`` rows.
+    sample_rows : int
+        Rows that fit used (the training rows, or a sample of :data:`COMPARE_ROWS`).
+    final_rows : int
+        Rows the final fit will use.
     """
-    cells = min(n_rows, COMPARE_ROWS) * max(n_columns, 1)
-    return float(np.clip(cells / _CELLS_PER_SECOND, _MIN_BUDGET, _MAX_BUDGET))
+    expected_final = first_fit_seconds * final_rows / max(sample_rows, 1)
+    return float(np.clip(BUDGET_SHARE * expected_final, MIN_BUDGET, MAX_BUDGET))
 
 
 def cv_splitter(split: dict[str, Any], task: str, folds: int, seed: int) -> tuple[Any, str]:
@@ -241,8 +255,9 @@ def choose_model(
     params.validate(task)
     say = report or (lambda _line: None)
     started = time.monotonic()
-    budget = params.time_budget or auto_budget(len(X_train), X_train.shape[1])
-    deadline = started + budget
+    budget = params.time_budget  # None: set from the first fit's time
+    deadline = started + (budget or MAX_BUDGET)
+    final_rows = len(X_train) + (len(X_valid) if params.final_fit == "train+validation" else 0)
     scoring = resolve_scoring(params.scoring, task, y_train)
     scorer = get_scorer(scoring)
     X, y, g = _sample(X_train, y_train, groups, seed)
@@ -259,7 +274,9 @@ def choose_model(
     rows: list[dict[str, Any]] = []
     fitted: dict[str, tuple[Pipeline, float]] = {}
     budget_hit = False
-    say(f"Budget {budget:.0f} s; comparing {', '.join(names)} on {len(X):,} training rows.")
+    if budget is not None:
+        say(f"Time budget {budget:.0f} s (stated).")
+    say(f"Comparing {', '.join(names)} on {len(X):,} training rows.")
     first_seconds: float | None = None
     for name in names:
         family = get_family(name, task)
@@ -275,10 +292,18 @@ def choose_model(
         seconds = time.perf_counter() - tick
         if first_seconds is None:
             first_seconds = seconds / _COST[family.preprocessing]
+            if budget is None:
+                budget = auto_budget(seconds, len(X), final_rows)
+                say(
+                    f"Time budget {budget:.0f} s: half the expected final fit "
+                    f"({final_rows:,} rows), at least {MIN_BUDGET:.0f} s."
+                )
+            deadline = started + budget
         value = score(model)
         fitted[family.name] = (model, value)
         rows.append(_row("compare", family.name, value, None, seconds, len(X), "defaults"))
         say(f"  {family.name}: {scoring} {value:.4f} ({seconds:.1f} s)")
+    assert budget is not None  # the first family's fit set it
     winner = _surely_better(fitted, names, X_valid, y_valid, scoring, task=task, seed=seed)
     model, validation_score = fitted[winner]
     if winner != max(fitted, key=lambda name: fitted[name][1]):
@@ -287,7 +312,10 @@ def choose_model(
     cv_score: float | None = None
     candidates: list[Any] = []
     strategy = resolve_search(params.search, len(X))
-    if strategy != "none" and time.monotonic() < deadline:
+    # the cross-validated score of kept defaults comes after the search, inside the budget
+    winner_seconds = next(row["fit_seconds"] for row in rows if row["family"] == winner)
+    search_deadline = deadline - (params.cv_folds - 1) * winner_seconds
+    if strategy != "none" and time.monotonic() < search_deadline:
         tuned = TrainParams(**{**params.to_dict(), "family": winner})
 
         def on_candidate(candidate: Any) -> None:
@@ -305,7 +333,7 @@ def choose_model(
             seed=seed,
             cv=cv,
             groups=g,
-            deadline=deadline,
+            deadline=search_deadline,
             on_candidate=on_candidate,
         )
         seconds = time.perf_counter() - tick

@@ -286,7 +286,8 @@ class TrainParams(StageParams):
     time_budget : float or None, default=None
         Seconds the family comparison and the search may take (the final fit comes on top).
         A search that reaches it stops with the best candidate so far and says so. ``None``
-        scales it with the data (:func:`nbtools.core.model_choice.auto_budget`).
+        gives half the expected time of the final fit, at least 5 s and at most 120 s
+        (:func:`nbtools.core.model_choice.auto_budget`).
     final_fit : {"train+validation", "train"}, default="train+validation"
         The rows of the final fit of the chosen model. The validation rows chose it and scored
         it (the recorded validation score is that of the model fitted on the training rows);

@@ -220,6 +220,31 @@ def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
     assert any("time budget" in line and "best model so far" in line for line in lines)
 
 
+def test_the_automatic_budget_is_half_the_expected_final_fit_within_its_bounds():
+    # 2 s on a 20,000-row sample, final fit on 200,000 rows: about 20 s expected, 10 s budget
+    assert model_choice.auto_budget(2.0, 20_000, 200_000) == pytest.approx(10.0)
+    assert model_choice.auto_budget(0.05, 1_000, 1_250) == model_choice.MIN_BUDGET
+    assert model_choice.auto_budget(30.0, 20_000, 2_000_000) == model_choice.MAX_BUDGET
+
+
+def test_an_unstated_budget_comes_from_the_first_fit_and_is_said():
+    X, y = _table(600)
+    lines: list[str] = []
+    choice = model_choice.choose_model(
+        _factory(X),
+        X,
+        y,
+        X.head(200),
+        y.head(200),
+        TrainParams(search="none"),
+        task="classification",
+        seed=0,
+        report=lines.append,
+    )
+    assert choice.budget == model_choice.MIN_BUDGET  # a small table fits in well under 10 s
+    assert any(line.startswith("Time budget 5 s: half the expected final fit") for line in lines)
+
+
 def test_a_search_past_its_deadline_stops_with_the_candidates_so_far():
     X, y = _table(400)
     pipeline = _factory(X)("logistic_regression")
