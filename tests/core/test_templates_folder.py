@@ -45,7 +45,7 @@ def test_a_demo_project_reads_its_own_copy_of_the_data(tmp_path: Path) -> None:
 def test_a_template_declares_its_library_parameters_as_the_library_does(
     stage: str, params_class: type
 ) -> None:
-    """The stage notebook's parameters cell is what a run uses: it must not drift from the library."""
+    """The stage notebook's parameters cell is what a run uses: it must match the library."""
     declared = load_pipeline(templates_dir()).stage(stage).schema
 
     for name, parameter in params_class.SCHEMA.items():
