@@ -25,11 +25,13 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import CaselessStrEnum, List, default
 
 KERNEL_NAME = "python3"
-#: What a kernel started ahead imports before its stage: most of a stage's fixed start-up time.
-#: Imported inside a function, so the notebook's namespace stays as a fresh kernel's.
+#: What a kernel started ahead imports before its stage: most of a stage's fixed start-up time
+#: (pyplot alone costs about 1 s in a kernel, where it also sets up inline figures). Imported
+#: inside a function, so the notebook's namespace stays as a fresh kernel's.
 _WARM_UP = (
     "def _nbtools_warm_up():\n"
-    "    import numpy, pandas, sklearn, mlflow, nbtools.core.context\n"
+    "    import numpy, pandas, sklearn, mlflow, matplotlib.pyplot, nbtools.core.context\n"
+    "    import nbtools.core.cleaning, nbtools.core.features, nbtools.core.model_choice\n"
     "{store}"
     "_nbtools_warm_up()\n"
     "del _nbtools_warm_up"
