@@ -24,7 +24,7 @@ packages (nothing is downloaded). For each table:
    row of the file: nbtools' training and validation rows, which is what a user holding only
    a train/test split would fit on, plus any rows that nbtools' clean stage dropped before
    splitting (duplicates, for instance), because a user with the raw file would keep them.
-   nbtools' test rows are read from its split stage (``runs/<id>/04_split/test.parquet``)
+   nbtools' test rows are read from its split stage (``runs/<id>/03_split/test.parquet``)
    and found in the file by their values, copy for copy (a test row that repeats other rows
    takes one of them); columns that the clean stage converted (yes/no text to bool, say) are
    left out of that match.

@@ -32,8 +32,8 @@ def test_new_creates_a_project_with_demo_data_and_every_stage(tmp_path: Path) ->
     assert sorted(p.name for p in root.glob("*.ipynb")) == [
         "01_ingest.ipynb",
         "02_clean.ipynb",
-        "03_features.ipynb",
-        "04_split.ipynb",
+        "03_split.ipynb",
+        "04_features.ipynb",
         "05_train.ipynb",
         "06_evaluate.ipynb",
         "07_deploy.ipynb",

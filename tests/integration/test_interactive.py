@@ -24,7 +24,7 @@ def test_a_stage_alone_runs_its_upstream_stages_first(tmp_path: Path, migrated_d
         .read_text()
         .replace("target: churned", "target: churned\n      ignore_columns: [region]")
     )
-    notebook = nbformat.read(root / "04_split.ipynb", as_version=4)
+    notebook = nbformat.read(root / "03_split.ipynb", as_version=4)
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}
     ).execute()
@@ -41,6 +41,6 @@ def test_a_stage_alone_runs_its_upstream_stages_first(tmp_path: Path, migrated_d
         p.name for p in scratch.iterdir()
     }
     assert json.loads((scratch / "recorded.json").read_text())["rows_train"] > 0
-    assert (root / "04_split.ipynb").read_bytes() == (
-        Path(__file__).parents[2] / "templates" / "04_split.ipynb"
+    assert (root / "03_split.ipynb").read_bytes() == (
+        Path(__file__).parents[2] / "templates" / "03_split.ipynb"
     ).read_bytes()

@@ -67,7 +67,7 @@ def test_a_batch_run_reproduces_what_the_panels_previewed(
     file_hash = "sha256:" + hashlib.sha256(snapshot.read_bytes()).hexdigest()
     assert clean_record["output_hashes"]["data.parquet"] == file_hash
 
-    handed_over = json.loads((batch.run_dir / "03_features" / "features.json").read_text())
+    handed_over = json.loads((batch.run_dir / "04_features" / "features.json").read_text())
     assert handed_over["exclude_columns"] == selection_panel.export()["exclude_columns"]
     kept = set(selection_panel.kept.value)
     assert set(handed_over["numeric_columns"]) | set(handed_over["categorical_columns"]) == kept
@@ -75,3 +75,43 @@ def test_a_batch_run_reproduces_what_the_panels_previewed(
     executed = json.loads((batch.run_dir / "02_clean" / "output.ipynb").read_text())
     state = executed["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert any(model["model_name"] == "SelectMultipleModel" for model in state.values())
+
+
+def _relevance_shown(run_dir: Path) -> str:
+    """The relevance table the features stage displayed in its executed notebook."""
+    executed = json.loads((run_dir / "04_features" / "output.ipynb").read_text())
+    cell = next(c for c in executed["cells"] if "features.relevance(" in "".join(c["source"]))
+    return next("".join(o["data"]["text/plain"]) for o in cell["outputs"] if "data" in o)
+
+
+def test_what_the_features_stage_shows_does_not_change_when_only_test_rows_change(
+    tmp_path: Path, migrated_db: Path
+) -> None:
+    root = create_project(tmp_path / "churn")
+    shutil.copy(migrated_db, root / "mlflow.db")
+    first = run_pipeline(root, profile="smoke", targets=["features"])
+    assert first.succeeded, first.error
+
+    # Change a column of every test row in the source, and nothing else.
+    source = root / "data" / "churn.csv"
+    table = pd.read_csv(source)
+    key = ["age", "tenure_months", "monthly_charges", "total_charges"]
+    test_rows = pd.read_parquet(first.run_dir / "03_split" / "test.parquet")[key]
+    unique = ~table.duplicated(keep=False)
+    in_test = table[key].merge(test_rows.drop_duplicates(), how="left", indicator=True)
+    changed = (in_test["_merge"] == "both").to_numpy() & unique.to_numpy()
+    assert changed.sum() > 50
+    table.loc[changed, "support_calls"] += 3
+    table.to_csv(source, index=False)
+
+    second = run_pipeline(root, profile="smoke", targets=["features"])
+    assert second.succeeded, second.error
+
+    def hashes(run) -> dict[str, str]:
+        return run.manifest["stages"]["split"]["output_hashes"]
+
+    assert hashes(second)["test.parquet"] != hashes(first)["test.parquet"]
+    assert hashes(second)["train.parquet"] == hashes(first)["train.parquet"]
+    assert second.manifest["stages"]["features"]["status"] == "succeeded"  # ran again
+    assert _relevance_shown(second.run_dir) == _relevance_shown(first.run_dir)
+    assert "support_calls" in _relevance_shown(first.run_dir)

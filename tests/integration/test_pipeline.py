@@ -21,7 +21,7 @@ from nbtools.core.project import create_project
 
 pytestmark = pytest.mark.integration
 
-STAGES = ["ingest", "clean", "features", "split", "train", "evaluate", "deploy", "monitor"]
+STAGES = ["ingest", "clean", "split", "features", "train", "evaluate", "deploy", "monitor"]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_held_out_metrics_are_sensible(demo) -> None:
 
 def test_no_leakage_the_model_never_saw_the_test_rows(demo) -> None:
     _, first, _ = demo
-    split = first.run_dir / "04_split"
+    split = first.run_dir / "03_split"
     train = pd.read_parquet(split / "train.parquet")
     test = pd.read_parquet(split / "test.parquet")
     assert len(train.merge(test, how="inner")) == 0
@@ -106,7 +106,7 @@ def test_the_champion_loads_by_alias_and_predicts_raw_rows(demo) -> None:
     mlflow.set_tracking_uri(pipeline.tracking_uri)
     try:
         model = mlflow.pyfunc.load_model(f"models:/{pipeline.model_name}@champion")
-        test = pd.read_parquet(first.run_dir / "04_split" / "test.parquet")
+        test = pd.read_parquet(first.run_dir / "03_split" / "test.parquet")
         # the model takes the cleaned columns as they are and derives its features itself
         assert model.metadata.get_input_schema().input_names() == [
             c for c in test.columns if c != "churned"
