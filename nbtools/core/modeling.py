@@ -632,6 +632,30 @@ def model_input(X: pd.DataFrame) -> pd.DataFrame:
     return X.astype(integers) if integers else X
 
 
+#: Rows a model's signature is inferred from, besides one row per column that has missing values.
+SIGNATURE_ROWS = 1000
+
+
+def signature_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows a logged model's signature is inferred from.
+
+    MLflow declares a column optional only when the example has a missing value in it, and
+    inferring from every training row costs a prediction on each. The first
+    :data:`SIGNATURE_ROWS` rows, plus the first row with a missing value of each column that has
+    one, give the same signature at a fraction of the cost.
+    """
+    head = X.head(SIGNATURE_ROWS)
+    missing = X.isna()
+    extra = sorted(
+        {
+            int(missing[column].to_numpy().argmax())
+            for column in X.columns
+            if missing[column].any() and not head[column].isna().any()
+        }
+    )
+    return pd.concat([head, X.iloc[extra]]) if extra else head
+
+
 def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None) -> dict[str, Any]:
     from mlflow.models import infer_signature
 
@@ -639,7 +663,7 @@ def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None)
     if task is not None:
         _check_task(task)
         metadata["task"] = task
-    example = model_input(X_example)
+    example = model_input(signature_rows(X_example))
     return {
         "signature": infer_signature(example, pipeline.predict(example)),
         "input_example": example.head(5),
@@ -678,7 +702,7 @@ def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:
     pipeline : Pipeline
         The fitted model pipeline.
     X_example : pandas.DataFrame
-        Training features (a few hundred rows are plenty) to infer the signature from.
+        Training features to infer the signature from (:func:`signature_rows` picks the rows).
     task : str
         Stored in the model's metadata.
 

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.models import Model
+from mlflow.models import Model, infer_signature
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import ParameterSampler
@@ -358,3 +358,23 @@ def test_model_input_casts_integers_only():
 def test_build_pipeline_names_its_steps():
     pipeline = modeling.build_pipeline("passthrough", "passthrough", LogisticRegression())
     assert [name for name, _ in pipeline.steps] == ["create", "preprocess", "select", "model"]
+
+
+def test_a_signature_from_a_few_rows_declares_what_every_row_would() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "x": rng.normal(size=6000),
+            "n": rng.integers(0, 9, 6000).astype("float64"),
+            "city": rng.choice(["a", "b"], 6000).astype(object),
+        }
+    )
+    X.loc[5000, "x"] = np.nan  # missing only far beyond the first rows
+    X.loc[5500, "city"] = None
+
+    rows = modeling.signature_rows(X)
+
+    assert len(rows) == modeling.SIGNATURE_ROWS + 2
+    assert infer_signature(rows).inputs == infer_signature(X).inputs
+    assert not infer_signature(rows).inputs.input_dict()["x"].required
+    assert infer_signature(rows).inputs.input_dict()["n"].required
