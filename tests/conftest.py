@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,32 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[name] = str(home / folder)
     # at exit, after the in-process IPython shells (registered later, so run earlier) close
     atexit.register(shutil.rmtree, home, ignore_errors=True)
+
+
+#: MLflow's URI variables as the session found them; every test ends with them restored.
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_SESSION_MLFLOW_URIS = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """End every test with MLflow's tracking and registry URIs as the session started.
+
+    ``mlflow.set_tracking_uri`` and ``mlflow.set_registry_uri`` (an in-process model service
+    calls both, also from a fixture set up for several tests) set process-wide state and the
+    ``MLFLOW_*_URI`` variables, which every later kernel, server and MLflow call would inherit.
+    """
+    yield
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    registry_utils._registry_uri = None
+    tracking_utils._tracking_uri = None
+    for name, value in _SESSION_MLFLOW_URIS.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -227,10 +227,22 @@ def _batch_context(name: str, namespace: MutableMapping[str, Any]) -> StageConte
     context.output_dir.mkdir(parents=True, exist_ok=True)
     if os.environ.get(SCHEDULER_VARIABLE):
         context.cluster = dask_joblib_backend(os.environ[SCHEDULER_VARIABLE])
-    mlflow.set_tracking_uri(context.tracking_uri)
+    _use_project_store(context.tracking_uri)
     if namespace.get("mlflow_run_id"):
         mlflow.start_run(run_id=namespace["mlflow_run_id"])
     return context
+
+
+def _use_project_store(tracking_uri: str) -> None:
+    """Point MLflow's tracking *and* registry at the project's store.
+
+    MLflow takes the registry from ``MLFLOW_REGISTRY_URI`` whenever it is set, even for a
+    client given a tracking URI, and ``mlflow.set_registry_uri`` in any parent process sets it
+    for every child. A stage would then register its model in another registry than the one
+    the pipeline's other stages read.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
 
 
 def _interactive_context(name: str, namespace: MutableMapping[str, Any]) -> StageContext:
@@ -253,7 +265,7 @@ def _interactive_context(name: str, namespace: MutableMapping[str, Any]) -> Stag
     context.output_dir.mkdir(parents=True, exist_ok=True)
     (context.output_dir / RECORDED_VALUES).unlink(missing_ok=True)
     tracker = Tracker(pipeline.tracking_uri, pipeline.name, pipeline.project_dir / "mlartifacts")
-    mlflow.set_tracking_uri(pipeline.tracking_uri)
+    _use_project_store(pipeline.tracking_uri)
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.start_run(

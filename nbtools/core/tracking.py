@@ -41,7 +41,7 @@ class Tracker:
         # Opening the client here, in the parent process, creates and migrates a new SQLite
         # database once, before any stage process can race on the schema migrations.
         with quiet_database_setup():
-            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 
-from nbtools.core.context import StageContext
+from nbtools.core.context import StageContext, stage_context
 from nbtools.core.errors import NbtoolsError
+from nbtools.core.project import create_project
 from nbtools.core.records import read_recorded, stage_warnings
 
 
@@ -80,3 +82,19 @@ def test_changed_values_warn_above_one_percent(stage: StageContext) -> None:
     message = stage.report_values_changed("delay", 11, 1000, reason="clipped to the fences")
     assert message == "changed 11 of 1,000 values (1.1%) of column 'delay': clipped to the fences."
     assert stage_warnings(read_recorded(stage.output_dir)) == [message]
+
+
+def test_a_stage_uses_the_projects_registry_whatever_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = create_project(tmp_path / "churn")
+    monkeypatch.chdir(project)
+    # as a parent process that called mlflow.set_registry_uri leaves it to its kernels
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    namespace = {"output_dir": str(tmp_path / "out"), "inputs": {}, "tracking_uri": uri}
+
+    stage_context("deploy", namespace)
+
+    assert mlflow.get_registry_uri() == uri
+    assert mlflow.MlflowClient()._registry_uri == uri
