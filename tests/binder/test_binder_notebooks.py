@@ -28,6 +28,7 @@ pytestmark = pytest.mark.binder
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_TIMEOUT = 600
 TEMPLATE_NOTEBOOK = "templates/05_train.ipynb"  # opened directly, as the landing page invites
+DURATIONS = REPO / "test-output" / "tutorial-durations.txt"
 
 # Packages are installed without compiling them ahead; Python compiles what the notebooks import,
 # once, as it would on Binder (where writing bytecode is allowed).
@@ -136,7 +137,10 @@ def test_binder_environment_enables_the_extension_and_runs_every_notebook(
         env=home,
     )
     assert f"{len(notebooks) + 1} passed" in report, report
-    print(report)  # the time each notebook took (pytest -s shows it)
+    # the time each notebook took, for the course overview's minutes (pytest -s shows it too)
+    DURATIONS.parent.mkdir(parents=True, exist_ok=True)
+    DURATIONS.write_text(report, encoding="utf-8")
+    print(report)
 
     # Every tutorial made its project in notebooks/work/<tutorial>/, and the template folder is
     # a project of its own: the sidebar finds each one, with the runs the notebook made.
