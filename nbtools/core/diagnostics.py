@@ -26,6 +26,7 @@ from sklearn.calibration import CalibrationDisplay
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import PrecisionRecallDisplay, precision_recall_curve
 from sklearn.model_selection import learning_curve
+from threadpoolctl import threadpool_limits
 
 from nbtools.core.errors import InvalidParameterError
 from nbtools.core.evaluation import positive_label
@@ -134,18 +135,19 @@ def learning_curve_table(
         X_train = X_train.sample(max_rows, random_state=seed).sort_index()
         y_train = None if y_train is None else y_train.loc[X_train.index]
         groups = None if groups is None else groups.loc[X_train.index]
-    rows, train_scores, cv_scores = learning_curve(
-        clone(model),
-        X_train,
-        y_train,
-        groups=groups,
-        train_sizes=np.asarray(sizes),
-        cv=folds,
-        scoring=get_scorer(scoring),
-        shuffle=True,
-        random_state=seed,
-        error_score=np.nan,
-    )
+    with threadpool_limits(1):  # many small fits: a thread team costs more than it gains
+        rows, train_scores, cv_scores = learning_curve(
+            clone(model),
+            X_train,
+            y_train,
+            groups=groups,
+            train_sizes=np.asarray(sizes),
+            cv=folds,
+            scoring=get_scorer(scoring),
+            shuffle=True,
+            random_state=seed,
+            error_score=np.nan,
+        )
     return pd.DataFrame(
         {
             "rows": rows,
