@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from nbtools.core import cleaning, features, modeling, splitting
 from nbtools.core.data import load_source, make_churn
 from nbtools.core.project import DEMO_DATA, create_project, templates_dir
 from nbtools.core.spec import load_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_templates_folder_reads_the_bundled_data_it_does_not_hold() -> None:
@@ -54,3 +57,17 @@ def test_a_template_declares_its_library_parameters_as_the_library_does(
         assert (template.default, template.kind) == (parameter.default, parameter.kind), name
         assert set(template.choices or ()) == set(parameter.choices or ()), name
         assert (template.low, template.high) == (parameter.low, parameter.high), name
+
+
+def test_the_wheel_carries_the_stage_templates_and_nothing_the_folder_gathers() -> None:
+    """The wheel lists the templates file by file: the pipeline file and each stage's notebook,
+    no more (not the run records or MLflow store of the folder opened as a project)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    folder = templates_dir()
+    stages = load_pipeline(folder).stages
+    wanted = {"templates/pipeline.yaml"} | {
+        f"templates/{stage.notebook.relative_to(folder).as_posix()}" for stage in stages
+    }
+    assert set(shipped) == wanted
+    assert all(target == "nbtools/" + source for source, target in shipped.items())
