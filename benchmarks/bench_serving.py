@@ -246,6 +246,10 @@ def main() -> None:
     parser.add_argument(
         "--machine", nargs="+", default=["quiet", "busy"], choices=["quiet", "busy"]
     )
+    parser.add_argument("--models", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--rows", nargs="+", type=int, default=[1, 100])
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--no-workers", action="store_true", help="skip the --workers 2 check")
     parser.add_argument("--train-forever", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_forever:
@@ -261,7 +265,7 @@ def main() -> None:
         env.pop("NBTOOLS_SERVE_TOKEN", None)
         rows: list[tuple[str, str, int, int, dict[str, float], dict[str, float]]] = []
         soak: dict[str, float] = {}
-        for model in FAMILIES:
+        for model in args.models:
             model_uri = f"models:/{model}@champion"
             p_mlflow, p_ours = free_port(), free_port()
             mlflow_cmd = [
@@ -293,9 +297,9 @@ def main() -> None:
                 start(mlflow_cmd, p_mlflow, env, folder / f"mlflow-{model}.log"),
                 start(ours_cmd, p_ours, env, folder / f"nbtools-{model}.log"),
             ]
-            for n_rows in (1, 100):
+            for n_rows in args.rows:
                 bodies = payloads(X, n_rows)
-                for clients in (1, 16):
+                for clients in args.clients:
                     for machine in args.machine:
                         hogs = start_hogs(2) if machine == "busy" else []
                         try:
@@ -325,8 +329,10 @@ def main() -> None:
                 stop(process)
             processes = []
 
+        nodelay: dict[str, dict[str, float]] = {}
         ports: list[int] = []
-        for label, extra in (("without fix", ["--no-tcp-nodelay"]), ("with fix", [])):
+        fixes = () if args.no_workers else (("without fix", ["--no-tcp-nodelay"]), ("with fix", []))
+        for label, extra in fixes:
             port = free_port()
             ports.append(port)
             command = [
@@ -344,9 +350,10 @@ def main() -> None:
                 *extra,
             ]
             processes.append(start(command, port, env, folder / f"workers-{label}.log"))
-        compare(ports, payloads(X, 1), 1, 1.0, 1)
-        results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
-        nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
+        if ports:
+            compare(ports, payloads(X, 1), 1, 1.0, 1)
+            results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
+            nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
         for process in processes:
             stop(process)
         processes = []
@@ -389,6 +396,8 @@ def report(rows: list, soak: dict[str, float], nodelay: dict, args: argparse.Nam
             f"{soak['errors']:.0f} failed, {soak['rps']:.0f} req/s, p99 {soak['p99']:.1f} ms"
         )
         print()
+    if not nodelay:
+        return
     print("Keep-alive, --workers 2, 1 client, 1-row (bench-logreg):")
     for label, result in nodelay.items():
         print(

@@ -90,9 +90,6 @@ def serve(
     no_tcp_nodelay: bool,
 ) -> None:
     """Serve a registered model over HTTP with MLflow's scoring protocol, following its alias."""
-    from nbtools.serving.threads import configure_process
-
-    configure_process()  # before anything loads OpenMP
     try:
         pipeline = load_pipeline(project_dir)
     except ProjectNotFoundError:
@@ -120,6 +117,9 @@ def serve(
         timeout=timeout,
         max_queue=max_queue,
     ).validate()
+    from nbtools.serving.threads import configure_process
+
+    configure_process()  # before anything loads OpenMP (MLflow, scikit-learn)
     # Find the version before starting workers, so a wrong name or alias is one clear error.
     # (Imported here: MLflow takes a second to import, which no other command should pay.)
     from nbtools.serving.model import ModelHolder, ModelRef

@@ -4,7 +4,7 @@
 path                method  token  answer
 ==================  ======  =====  ========================================================
 ``/invocations``    POST    yes    ``{"predictions": [...]}`` (MLflow's scoring protocol)
-``/metadata``       GET     yes    model name, version, run id, signature, when loaded
+``/metadata``       GET     yes    model name, version, run id, signature, when loaded, runtime
 ``/ping``           GET     no     200 when a model is loaded (MLflow's liveness check)
 ``/health``         GET     no     200 and the version in service, when a model is loaded
 ``/version``        GET     no     the MLflow version, as ``mlflow models serve`` answers
@@ -42,7 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from nbtools.core.errors import InvalidInputError
-from nbtools.serving import payload
+from nbtools.serving import payload, threads
 from nbtools.serving.batching import Batcher, Overloaded
 from nbtools.serving.config import ServeConfig
 from nbtools.serving.model import ModelHolder, ModelRef
@@ -187,6 +187,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         body["model_uri"] = holder.ref.uri
         body["input_columns"] = model.schema.to_dict()
         body["prediction_log"] = None if log is None else log.stats()
+        body["runtime"] = threads.describe()
         return Response(orjson.dumps(body), media_type=_JSON)
 
     @app.get("/ping")

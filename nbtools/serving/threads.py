@@ -9,7 +9,10 @@ waiting for it, and a one-row prediction takes seconds instead of milliseconds. 
   OpenMP threads sleep instead of spinning (unless the user set the variable already);
 - predicts in a worker thread limited to one compute thread (:func:`one_thread`, through
   threadpoolctl), and lifts the limit to every core only for batches of :data:`PARALLEL_ROWS`
-  rows or more (:func:`for_rows`), where the team's work outweighs its start and barriers.
+  rows or more (:func:`for_rows`), where the team's work outweighs its start and barriers, and
+  only while the machine has a core to spare (the load average, which counts the service's own
+  busy thread, below the number of cores minus a half). On a loaded machine a second thread only
+  waits for a core, and the whole batch waits for it at the next barrier.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ def configure_process() -> None:
     late. A value the user set already is kept.
     """
     name, value = WAIT_POLICY
-    os.environ.setdefault(name, value)
+    if name in os.environ:  # the user's choice, or set by an earlier call
+        return
+    os.environ[name] = value
     if _openmp_loaded():
         logger.warning(
             "OpenMP was loaded before %s=%s was set: its threads may spin-wait while the "
@@ -45,6 +50,20 @@ def configure_process() -> None:
             name,
             value,
         )
+
+
+def describe() -> dict[str, object]:
+    """How this process predicts, for ``/metadata``."""
+    name, _ = WAIT_POLICY
+    return {
+        "engine": "scikit-learn",
+        "omp_wait_policy": os.environ.get(name),
+        "compute_threads": {
+            "small_batches": 1,
+            "large_batches": os.cpu_count(),  # while the machine has a core to spare
+            "large_from_rows": PARALLEL_ROWS,
+        },
+    }
 
 
 def one_thread() -> None:
@@ -57,12 +76,13 @@ def one_thread() -> None:
 @contextlib.contextmanager
 def for_rows(rows: int) -> Iterator[None]:
     """Within the block, let a batch of ``rows`` rows use every core if it is large enough."""
-    if rows < PARALLEL_ROWS or (os.cpu_count() or 1) == 1:
+    cores = os.cpu_count() or 1
+    if rows < PARALLEL_ROWS or cores == 1 or os.getloadavg()[0] > cores - 0.5:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=os.cpu_count()):  # back to one thread on leaving
+    with threadpool_limits(limits=cores):  # back to one thread on leaving
         yield
 
 

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -128,3 +129,33 @@ def test_every_answer_carries_its_phases_and_metrics_sum_them(
         assert f'nbtools_serve_phase_seconds_count{{phase="{phase}"}} 3' in text
     assert 'nbtools_serve_responses_total{status="200"} 3' in text
     assert 'nbtools_serve_request_seconds_bucket{le="+Inf"} 3' in text
+
+
+def test_the_service_predicts_with_sleeping_openmp_threads(
+    registry: Registry, serve: Callable[..., Service]
+) -> None:
+    service = serve(registry, "--no-prediction-log")
+    with service.client() as client:
+        runtime = client.get("/metadata").json()["runtime"]
+    assert runtime["engine"] == "scikit-learn"
+    assert runtime["omp_wait_policy"] == "PASSIVE"
+    assert runtime["compute_threads"]["small_batches"] == 1
+    assert "OpenMP was loaded before" not in service.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--timeout", "0", "a number of seconds > 0"), ("--max-queue", "0", "an integer >= 1")],
+)
+def test_a_timeout_or_queue_out_of_range_is_refused_with_a_clear_message(
+    tmp_path: Path, option: str, value: str, expected: str
+) -> None:
+    from click.testing import CliRunner
+
+    from nbtools.cli import cli
+
+    model = ["--model", f"models:/{MODEL}@champion", "--tracking-uri", "sqlite:///x.db"]
+    result = CliRunner().invoke(cli, ["serve", *model, "--project", str(tmp_path), option, value])
+    assert result.exit_code != 0
+    setting = option.removeprefix("--").replace("-", "_")
+    assert f"The '{setting}' setting of nbtools serve must be {expected}" in result.output
