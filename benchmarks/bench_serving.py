@@ -3,19 +3,24 @@
 Run from the repository root with the venv active (the venv's bin must be on PATH, since
 `mlflow models serve` execs `uvicorn` by name)::
 
-    python benchmarks/bench_serving.py [--seconds 5] [--soak-seconds 30]
+    python benchmarks/bench_serving.py [--seconds 5] [--soak-seconds 60] [--machine quiet busy]
 
 What it does, in one run on 127.0.0.1:
 
 1. creates a project-like MLflow SQLite registry in a temporary folder and registers two models
-   built exactly as the pipeline builds them (nbtools' cleaning + selection + estimator in one
-   scikit-learn Pipeline, logged by nbtools.core.modeling.log_model): a logistic regression and
-   a random forest, both with the ``champion`` alias;
+   built exactly as the train stage builds them (:func:`nbtools.core.model_choice.pipeline_factory`:
+   feature creation, per-family cleaning, selection and the estimator in one scikit-learn
+   Pipeline, logged by nbtools.core.modeling.log_model): gradient boosting (the default family)
+   and a logistic regression, both with the ``champion`` alias;
 2. for each model starts `mlflow models serve -m models:/NAME@champion --env-manager local` and
    `nbtools serve --model models:/NAME@champion` (one worker each, nbtools with its prediction
    log on), and hits both with the same keep-alive HTTP client: 1-row and 100-row
-   ``dataframe_split`` requests, 1 and 16 concurrent clients, alternating the servers;
-3. soaks `nbtools serve` with 16 clients for ``--soak-seconds`` and counts errors;
+   ``dataframe_split`` requests, 1 and 16 concurrent clients, alternating the servers in short
+   slices. Each cell is measured on the quiet machine and then on a busy one (two CPU-bound
+   processes alive for the whole measurement), one right after the other, so that whatever else
+   runs on a shared machine weighs on both machine states and both servers alike;
+3. soaks `nbtools serve` (gradient boosting) with 16 clients for ``--soak-seconds`` while a
+   process trains the same pipeline over and over on the same machine, and counts failures;
 4. measures keep-alive requests per second with ``--workers 2``, with and without nbtools'
    TCP_NODELAY fix (uvicorn's multi-worker mode leaves Nagle's algorithm on).
 
@@ -42,39 +47,72 @@ from typing import Any
 
 import numpy as np
 
+#: The registered models: name -> the train stage's family name.
+FAMILIES = {"bench-boosting": "hist_gradient_boosting", "bench-logreg": "logistic_regression"}
 
-def build_models(folder: Path) -> tuple[str, Any]:
-    """Register the two benchmark models; return the tracking URI and sample rows."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
 
-    from nbtools.core import cleaning, features, modeling, registry
+def churn_pipeline(family: str) -> tuple[Any, Any, Any]:
+    """The unfitted pipeline of ``family`` as the train stage builds it, and its X and y."""
+    from nbtools.core.cleaning import CleaningParams
     from nbtools.core.data import make_churn
+    from nbtools.core.features import FeatureParams
+    from nbtools.core.model_choice import pipeline_factory
 
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("bench", artifact_location=(folder / "art").as_uri())
     data = make_churn(2000, seed=0).drop(columns=["signup_date"])
     X, y = data.drop(columns=["churned"]), data["churned"]
     numeric = [c for c in X.columns if X[c].dtype.kind in "if"]
     categorical = [c for c in X.columns if c not in numeric]
-    estimators = {
-        "bench-logreg": LogisticRegression(max_iter=1000),
-        "bench-forest": RandomForestClassifier(n_estimators=100, random_state=0),
-    }
-    for name, estimator in estimators.items():
-        pipeline = modeling.build_pipeline(
-            cleaning.build_preprocessor(cleaning.CleaningParams(), numeric, categorical),
-            features.build_selector(features.FeatureParams(), "classification"),
-            estimator,
-        ).fit(X, y)
+    levels = {c: int(X[c].nunique()) for c in categorical}
+    factory = pipeline_factory(
+        CleaningParams(),
+        FeatureParams(),
+        numeric,
+        categorical,
+        task="classification",
+        seed=0,
+        levels=levels,
+    )
+    return factory(family), X, y
+
+
+def build_models(folder: Path) -> tuple[str, Any]:
+    """Register the benchmark models; return the tracking URI and sample rows."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from nbtools.core import modeling, registry
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("bench", artifact_location=(folder / "art").as_uri())
+    X = None
+    for name, family in FAMILIES.items():
+        pipeline, X, y = churn_pipeline(family)
+        pipeline.fit(X, y)
         with mlflow.start_run(experiment_id=experiment):
             model_uri = modeling.log_model(pipeline, X, task="classification")
         version = registry.register(model_uri, name)
         MlflowClient().set_registered_model_alias(name, "champion", version)
     return uri, X
+
+
+def train_forever() -> None:
+    """Fit the gradient boosting pipeline on 20,000 rows over and over (the soak's trainer)."""
+    from nbtools.core.data import make_churn
+
+    pipeline, _, _ = churn_pipeline("hist_gradient_boosting")
+    data = make_churn(20_000, seed=1).drop(columns=["signup_date"])
+    X, y = data.drop(columns=["churned"]), data["churned"]
+    while True:
+        pipeline.fit(X, y)
+
+
+def start_hogs(count: int) -> list[subprocess.Popen]:
+    """Start ``count`` CPU-bound processes (busy loops), each in its own process group."""
+    return [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(count)
+    ]
 
 
 def free_port() -> int:
@@ -133,7 +171,7 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[s
                 response = connection.getresponse()
                 response.read()
                 ok = response.status == 200
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 ok = False
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -204,8 +242,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per cell and server")
     parser.add_argument("--slices", type=int, default=4, help="alternations per cell")
-    parser.add_argument("--soak-seconds", type=float, default=30.0)
+    parser.add_argument("--soak-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--machine", nargs="+", default=["quiet", "busy"], choices=["quiet", "busy"]
+    )
+    parser.add_argument("--models", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--rows", nargs="+", type=int, default=[1, 100])
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--no-workers", action="store_true", help="skip the --workers 2 check")
+    parser.add_argument("--train-forever", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.train_forever:
+        train_forever()
+        return
 
     bin_dir = str(Path(sys.executable).parent)
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -214,9 +263,9 @@ def main() -> None:
         uri, X = build_models(folder)
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": uri}
         env.pop("NBTOOLS_SERVE_TOKEN", None)
-        rows: list[tuple[str, int, int, dict[str, float], dict[str, float]]] = []
+        rows: list[tuple[str, str, int, int, dict[str, float], dict[str, float]]] = []
         soak: dict[str, float] = {}
-        for model in ("bench-logreg", "bench-forest"):
+        for model in args.models:
             model_uri = f"models:/{model}@champion"
             p_mlflow, p_ours = free_port(), free_port()
             mlflow_cmd = [
@@ -248,27 +297,42 @@ def main() -> None:
                 start(mlflow_cmd, p_mlflow, env, folder / f"mlflow-{model}.log"),
                 start(ours_cmd, p_ours, env, folder / f"nbtools-{model}.log"),
             ]
-            for n_rows in (1, 100):
+            for n_rows in args.rows:
                 bodies = payloads(X, n_rows)
-                for clients in (1, 16):
-                    compare([p_mlflow, p_ours], bodies, clients, 1.0, 1)  # warm up both
-                    theirs, ours = compare(
-                        [p_mlflow, p_ours], bodies, clients, args.seconds, args.slices
-                    )
-                    rows.append((model, n_rows, clients, theirs, ours))
-                    print(
-                        f"  {model} rows={n_rows} clients={clients}: mlflow "
-                        f"{theirs['rps']:.0f} req/s, nbtools {ours['rps']:.0f} req/s",
-                        flush=True,
-                    )
-            if model == "bench-logreg":
-                soak = load(p_ours, payloads(X, 1), 16, args.soak_seconds)
+                for clients in args.clients:
+                    for machine in args.machine:
+                        hogs = start_hogs(2) if machine == "busy" else []
+                        try:
+                            compare([p_mlflow, p_ours], bodies, clients, 1.0, 1)  # warm up
+                            theirs, ours = compare(
+                                [p_mlflow, p_ours], bodies, clients, args.seconds, args.slices
+                            )
+                        finally:
+                            for hog in hogs:
+                                stop(hog)
+                        rows.append((model, machine, n_rows, clients, theirs, ours))
+                        print(
+                            f"  {model} {machine} rows={n_rows} clients={clients}: mlflow "
+                            f"{theirs['rps']:.0f} req/s p99 {theirs['p99']:.0f} ms, nbtools "
+                            f"{ours['rps']:.0f} req/s p99 {ours['p99']:.0f} ms",
+                            flush=True,
+                        )
+            if model == "bench-boosting" and args.soak_seconds > 0:
+                trainer = subprocess.Popen(
+                    [sys.executable, __file__, "--train-forever"], start_new_session=True
+                )
+                try:
+                    soak = load(p_ours, payloads(X, 1), 16, args.soak_seconds)
+                finally:
+                    stop(trainer)
             for process in processes:
                 stop(process)
             processes = []
 
+        nodelay: dict[str, dict[str, float]] = {}
         ports: list[int] = []
-        for label, extra in (("without fix", ["--no-tcp-nodelay"]), ("with fix", [])):
+        fixes = () if args.no_workers else (("without fix", ["--no-tcp-nodelay"]), ("with fix", []))
+        for label, extra in fixes:
             port = free_port()
             ports.append(port)
             command = [
@@ -286,9 +350,10 @@ def main() -> None:
                 *extra,
             ]
             processes.append(start(command, port, env, folder / f"workers-{label}.log"))
-        compare(ports, payloads(X, 1), 1, 1.0, 1)
-        results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
-        nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
+        if ports:
+            compare(ports, payloads(X, 1), 1, 1.0, 1)
+            results = compare(ports, payloads(X, 1), 1, args.seconds, args.slices)
+            nodelay = dict(zip(("without fix", "with fix"), results, strict=True))
         for process in processes:
             stop(process)
         processes = []
@@ -304,32 +369,35 @@ def report(rows: list, soak: dict[str, float], nodelay: dict, args: argparse.Nam
     print()
     print(
         f"nbtools serve vs mlflow models serve, {args.seconds:g} s per cell, 1 worker each, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs; busy: two CPU-bound processes throughout"
     )
     header = (
-        f"{'model':<13}{'rows':>5}{'clients':>8} | {'mlflow req/s':>12}{'p50':>8}{'p99':>8}"
-        f" | {'nbtools req/s':>13}{'p50':>8}{'p99':>8} | {'x req/s':>8}{'p99 lower':>10}"
+        f"{'model':<15}{'machine':>8}{'rows':>5}{'clients':>8} | {'mlflow req/s':>12}{'p50':>8}"
+        f"{'p99':>8} | {'nbtools req/s':>13}{'p50':>8}{'p99':>8} | {'x req/s':>8}{'p99 lower':>10}"
     )
     print(header)
     print("-" * len(header))
-    for model, n_rows, clients, theirs, ours in rows:
+    for model, machine, n_rows, clients, theirs, ours in rows:
         ratio = ours["rps"] / theirs["rps"]
         lower = "yes" if ours["p99"] < theirs["p99"] else "NO"
         print(
-            f"{model:<13}{n_rows:>5}{clients:>8} | {theirs['rps']:>12.0f}{theirs['p50']:>8.1f}"
-            f"{theirs['p99']:>8.1f} | {ours['rps']:>13.0f}{ours['p50']:>8.1f}{ours['p99']:>8.1f}"
-            f" | {ratio:>7.2f}x{lower:>10}"
+            f"{model:<15}{machine:>8}{n_rows:>5}{clients:>8} | {theirs['rps']:>12.0f}"
+            f"{theirs['p50']:>8.1f}{theirs['p99']:>8.1f} | {ours['rps']:>13.0f}"
+            f"{ours['p50']:>8.1f}{ours['p99']:>8.1f} | {ratio:>7.2f}x{lower:>10}"
         )
         if theirs["errors"] or ours["errors"]:
             print(f"   errors: mlflow {theirs['errors']:.0f}, nbtools {ours['errors']:.0f}")
     print("(latencies in ms)")
     print()
-    print(
-        f"Soak, nbtools serve, bench-logreg, 16 clients, 1-row, {args.soak_seconds:g} s: "
-        f"{soak['requests']:.0f} requests, {soak['errors']:.0f} errors, "
-        f"{soak['rps']:.0f} req/s, p99 {soak['p99']:.1f} ms"
-    )
-    print()
+    if soak:
+        print(
+            f"Soak, nbtools serve, bench-boosting, 16 clients, 1-row, {args.soak_seconds:g} s "
+            f"while the same pipeline trains on 20,000 rows: {soak['requests']:.0f} requests, "
+            f"{soak['errors']:.0f} failed, {soak['rps']:.0f} req/s, p99 {soak['p99']:.1f} ms"
+        )
+        print()
+    if not nodelay:
+        return
     print("Keep-alive, --workers 2, 1 client, 1-row (bench-logreg):")
     for label, result in nodelay.items():
         print(

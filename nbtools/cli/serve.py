@@ -54,6 +54,20 @@ from nbtools.serving.launcher import serve as run_service
     default=None,
     help="Prediction log folder [default: <project>/predictions, or ./predictions].",
 )
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a prediction may wait and run; later the request is answered 504.",
+)
+@click.option(
+    "--max-queue",
+    default=256,
+    show_default=True,
+    type=int,
+    help="Most requests waiting for a prediction; more are answered 503 with Retry-After.",
+)
 @click.option("--no-prediction-log", is_flag=True, help="Do not log predictions.")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
 @click.option("--no-tcp-nodelay", is_flag=True, hidden=True, help="Benchmarks only.")
@@ -69,6 +83,8 @@ def serve(
     max_body_bytes: int,
     poll_seconds: float,
     predictions_dir: Path | None,
+    timeout: float,
+    max_queue: int,
     no_prediction_log: bool,
     access_log: bool,
     no_tcp_nodelay: bool,
@@ -98,7 +114,12 @@ def serve(
         if no_prediction_log
         else str((predictions_dir or Path("predictions")).resolve()),
         access_log=access_log,
+        timeout=timeout,
+        max_queue=max_queue,
     ).validate()
+    from nbtools.serving.threads import configure_process
+
+    configure_process()  # before anything loads OpenMP (MLflow, scikit-learn)
     # Find the version before starting workers, so a wrong name or alias is one clear error.
     # (Imported here: MLflow takes a second to import, which no other command should pay.)
     from nbtools.serving.model import ModelHolder, ModelRef

@@ -4,10 +4,11 @@
 path                method  token  answer
 ==================  ======  =====  ========================================================
 ``/invocations``    POST    yes    ``{"predictions": [...]}`` (MLflow's scoring protocol)
-``/metadata``       GET     yes    model name, version, run id, signature, when loaded
+``/metadata``       GET     yes    model name, version, run id, signature, when loaded, runtime
 ``/ping``           GET     no     200 when a model is loaded (MLflow's liveness check)
 ``/health``         GET     no     200 and the version in service, when a model is loaded
 ``/version``        GET     no     the MLflow version, as ``mlflow models serve`` answers
+``/metrics``        GET     no     per-phase timings, statuses, queue (Prometheus text format)
 ==================  ======  =====  ========================================================
 
 Probabilities: a classifier adds ``"probabilities"`` (one ``{class: probability}`` object per
@@ -16,15 +17,19 @@ row) when the request has ``"params": {"predict_proba": true}`` or the query
 
 The request path is kept short on purpose: no pydantic body model and no middleware; the body is
 parsed with orjson and checked by :class:`~nbtools.serving.schema.InputSchema`, and the model's
-scikit-learn pipeline predicts directly, with concurrent requests batched into one call
-(:mod:`nbtools.serving.batching`). Every bad request gets a 4xx whose message names the
-column or field; nothing a client sends makes the service answer 500.
+scikit-learn pipeline predicts directly in a worker thread, with concurrent requests batched
+into one call (:mod:`nbtools.serving.batching`). Every bad request gets a 4xx whose message names
+the column or field; nothing a client sends makes the service answer 500. A full queue is
+answered 503 with ``Retry-After``, a request over the ``--timeout`` 504. Every answer to
+``/invocations`` carries its phases in a ``Server-Timing`` header
+(:mod:`nbtools.serving.timings`).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,11 +42,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from nbtools.core.errors import InvalidInputError
-from nbtools.serving import payload
-from nbtools.serving.batching import Batcher
+from nbtools.serving import payload, threads
+from nbtools.serving.batching import Batcher, Overloaded
 from nbtools.serving.config import ServeConfig
 from nbtools.serving.model import ModelHolder, ModelRef
 from nbtools.serving.predlog import PredictionLog
+from nbtools.serving.timings import PhaseStats, Timing
 
 logger = logging.getLogger("nbtools.serving")
 
@@ -72,7 +78,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     holder.load()
     folder = config.predictions_path()
     log = None if folder is None else PredictionLog(folder)
-    batcher = Batcher()
+    batcher = Batcher(max_queue=config.max_queue, timeout=config.timeout)
+    stats = PhaseStats()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,7 +88,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             log.start()
         try:
             yield
-        finally:
+        finally:  # uvicorn has let the requests in flight finish
+            batcher.close()
             holder.stop()
             if log is not None:
                 log.close()
@@ -95,6 +103,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     app.state.holder = holder
     app.state.prediction_log = log
+    app.state.batcher = batcher
     expected = None if config.token is None else f"Bearer {config.token}".encode()
 
     def denied(request: Request) -> Response | None:
@@ -109,18 +118,34 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def invocations(request: Request) -> Response:
         refusal = denied(request)
         if refusal is not None:
+            stats.status(refusal.status_code)
             return refusal
+        started = time.perf_counter()
+        stats.in_flight += 1
+        try:
+            return await answer(request, started)
+        finally:
+            stats.in_flight -= 1
+
+    async def answer(request: Request, started: float) -> Response:
         model = holder.current  # this request keeps this version, even if the alias moves
         request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        timing = Timing()
         try:
             body = await _body(request, config.max_body_bytes)
             parsed = payload.parse(body, request.headers.get("content-type"), model.schema.names)
             columns = model.schema.convert(parsed.columns, parsed.n_rows)
             X = pd.DataFrame(columns, copy=False)
             proba = parsed.params.get("predict_proba", False) or _flag(request)
-            predictions, probabilities = await batcher.predict(model, X, proba)
+            timing.parse = time.perf_counter() - started
+            outcome = await batcher.predict(model, X, proba)
         except InvalidInputError as exc:
+            stats.status(exc.status)
+            if isinstance(exc, Overloaded):
+                return _error(503, str(exc), retry_after=exc.retry_after, code="OVERLOADED")
             return _error(exc.status, str(exc))
+        answered = time.perf_counter()
+        predictions, probabilities = outcome.predictions, outcome.probabilities
         if log is not None:
             log.append(
                 model_name=model.name,
@@ -137,10 +162,19 @@ def create_app(config: ServeConfig) -> FastAPI:
             result["probabilities"] = [
                 dict(zip(labels, row, strict=True)) for row in probabilities.tolist()
             ]
+        content = orjson.dumps(result)
+        timing.queue, timing.predict = outcome.queue_seconds, outcome.predict_seconds
+        timing.respond = time.perf_counter() - answered
+        stats.status(200)
+        stats.add(timing, request_id, len(X))
         return Response(
-            orjson.dumps(result),
+            content,
             media_type=_JSON,
-            headers={"X-Request-ID": request_id, "X-Model-Version": model.version},
+            headers={
+                "X-Request-ID": request_id,
+                "X-Model-Version": model.version,
+                "Server-Timing": timing.header(),
+            },
         )
 
     @app.get("/metadata")
@@ -153,6 +187,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         body["model_uri"] = holder.ref.uri
         body["input_columns"] = model.schema.to_dict()
         body["prediction_log"] = None if log is None else log.stats()
+        body["runtime"] = threads.describe()
         return Response(orjson.dumps(body), media_type=_JSON)
 
     @app.get("/ping")
@@ -169,6 +204,34 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.get("/version")
     async def version() -> Response:
         return Response(mlflow.__version__, media_type=_JSON)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        others: dict[str, tuple[str, str, float]] = {
+            "nbtools_serve_queue_waiting": (
+                "Requests waiting for a prediction.",
+                "gauge",
+                batcher.waiting,
+            ),
+            "nbtools_serve_in_flight": (
+                "Prediction requests being answered.",
+                "gauge",
+                stats.in_flight,
+            ),
+            "nbtools_serve_queue_limit": ("The service's --max-queue.", "gauge", config.max_queue),
+            "nbtools_serve_batches_total": ("Predict calls.", "counter", batcher.batches),
+            "nbtools_serve_rejected_total": (
+                "Requests refused with 503 because the queue was full.",
+                "counter",
+                batcher.rejected,
+            ),
+            "nbtools_serve_timeouts_total": (
+                "Requests answered 504 after the --timeout.",
+                "counter",
+                batcher.timed_out,
+            ),
+        }
+        return Response(stats.prometheus(others), media_type="text/plain; version=0.0.4")
 
     return app
 
@@ -213,10 +276,14 @@ def _too_large(size: int, limit: int) -> str:
     )
 
 
-def _error(status: int, message: str) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _error(
+    status: int, message: str, *, retry_after: int | None = None, code: str | None = None
+) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(
-        orjson.dumps({"error_code": _code(status), "message": message}),
+        orjson.dumps({"error_code": code or _code(status), "message": message}),
         status_code=status,
         media_type=_JSON,
         headers=headers,
@@ -229,4 +296,5 @@ def _code(status: int) -> str:
         413: "REQUEST_TOO_LARGE",
         415: "UNSUPPORTED_MEDIA_TYPE",
         503: "NOT_READY",
+        504: "TIMED_OUT",
     }.get(status, "BAD_REQUEST")

@@ -46,6 +46,10 @@ class ServeConfig:
         Folder of the prediction log; None: no prediction log.
     access_log : bool, default=False
         Whether uvicorn logs every request.
+    timeout : float, default=30.0
+        Seconds a prediction request may wait and predict; later it is answered 504.
+    max_queue : int, default=256
+        Most requests waiting for a prediction; one more is answered 503 with ``Retry-After``.
     """
 
     model: str
@@ -58,6 +62,8 @@ class ServeConfig:
     poll_seconds: float = 5.0
     predictions_dir: str | None = None
     access_log: bool = False
+    timeout: float = 30.0
+    max_queue: int = 256
 
     def validate(self) -> ServeConfig:
         """Check the values; return self.
@@ -65,13 +71,16 @@ class ServeConfig:
         Raises
         ------
         InvalidParameterError
-            For a port, worker count, body size or poll interval out of range, or an empty token.
+            For a port, worker count, body size, poll interval, timeout or queue size out
+            of range, or an empty token.
         """
         checks = [
             ("port", 0 <= self.port <= 65535, "an integer in the range [0, 65535]"),
             ("workers", self.workers >= 1, "an integer >= 1"),
             ("max_body_bytes", self.max_body_bytes >= 1, "an integer >= 1"),
             ("poll_seconds", self.poll_seconds > 0, "a number > 0"),
+            ("timeout", self.timeout > 0, "a number of seconds > 0"),
+            ("max_queue", self.max_queue >= 1, "an integer >= 1"),
             ("token", self.token is None or self.token.strip() != "", "a non-empty string"),
         ]
         for name, ok, expected in checks:

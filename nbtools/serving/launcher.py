@@ -9,6 +9,9 @@ delayed ACK: about 40 ms a request.
 
 :class:`NoDelayH11Protocol` is uvicorn's HTTP protocol that sets TCP_NODELAY itself when a
 connection is made, whatever created the socket; :func:`serve` always uses it.
+
+On SIGTERM or Ctrl-C uvicorn stops accepting connections and lets the requests in flight finish
+(at most the request ``timeout`` plus :data:`SHUTDOWN_MARGIN` seconds) before the app shuts down.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import socket
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from nbtools.serving import threads
 from nbtools.serving.config import ServeConfig
 
 #: The app factory the workers import.
 APP_FACTORY = "nbtools.serving.app:app_from_environment"
+
+#: Seconds the graceful shutdown waits beyond the request timeout for requests in flight.
+SHUTDOWN_MARGIN = 5.0
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -53,6 +60,7 @@ def serve(config: ServeConfig, *, nodelay: bool = True) -> None:
         Use :class:`NoDelayH11Protocol`. False keeps uvicorn's own protocol, only to measure
         the difference (``benchmarks/bench_serving.py``).
     """
+    threads.configure_process()
     config.validate().to_environment()
     logging.getLogger("nbtools.serving").setLevel(logging.INFO)
     uvicorn.run(
@@ -64,5 +72,5 @@ def serve(config: ServeConfig, *, nodelay: bool = True) -> None:
         http=NoDelayH11Protocol if nodelay else "h11",
         access_log=config.access_log,
         log_level="info",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(config.timeout + SHUTDOWN_MARGIN),
     )
