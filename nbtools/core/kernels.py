@@ -170,8 +170,12 @@ class KernelPool:
             spares, self._spares = self._spares, []
             taken, self._taken = self._taken, []
         try:
+            # A spare still starting or warming up is stopped where it is, not waited for: on a
+            # busy machine its warm-up can take most of a minute, and a cancelled run must end
+            # (and say so in its record) at once.
+            self._run(_cancel_starting())
             for _, started in spares:
-                km = started.result()
+                km = None if started.cancelled() else started.result()
                 if km is not None:
                     self._run(_stop(km))
             for km in taken:
@@ -208,11 +212,27 @@ async def _launch(cwd: Path, env: dict[str, str]) -> LocalKernelManager:
 
 
 async def _start_warm(cwd: Path, env: dict[str, str], code: str) -> LocalKernelManager | None:
-    """Start a kernel and run ``code`` in it silently; ``None`` if either fails."""
+    """Start a kernel and run ``code`` in it silently; ``None`` if either fails.
+
+    Cancelled (the pool is closing), it stops the kernel it started before it ends.
+    """
     try:
         km = await _launch(cwd, env)
     except Exception:  # the stage then starts a kernel itself, which reports any real problem
         return None
+    try:
+        warm = await _run_silently(km, code)
+    except BaseException:
+        await _stop(km)
+        raise
+    if not warm:
+        await _stop(km)
+        return None
+    return km
+
+
+async def _run_silently(km: LocalKernelManager, code: str) -> bool:
+    """Run ``code`` in the kernel of ``km`` without output or history; ``True`` if it ran."""
     client = km.client()
     client.start_channels()
     try:
@@ -220,16 +240,21 @@ async def _start_warm(cwd: Path, env: dict[str, str], code: str) -> LocalKernelM
         while True:
             reply = await client.get_shell_msg(timeout=_START_TIMEOUT)
             if reply["parent_header"].get("msg_id") == msg_id:
-                break
+                return bool(reply["content"]["status"] == "ok")
     except Exception:
-        reply = {"content": {"status": "error"}}
+        return False
     finally:
         client.stop_channels()
         km.clients.clear()
-    if reply["content"]["status"] != "ok":
-        await _stop(km)
-        return None
-    return km
+
+
+async def _cancel_starting() -> None:
+    """Cancel every kernel start and warm-up under way on this loop, and wait until each has
+    stopped the kernel it started."""
+    starting = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in starting:
+        task.cancel()
+    await asyncio.gather(*starting, return_exceptions=True)
 
 
 async def _stop(km: LocalKernelManager) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -191,4 +192,25 @@ def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen == {"cwd": str(tmp_path), "x": "1", "imported": True}
     assert _execution_counts(str(tmp_path / "out.ipynb")) == [1, 2]
+    assert child_kernels() == []
+
+
+def test_closing_the_pool_stops_a_kernel_still_warming_up(tmp_path: Path, child_kernels) -> None:
+    """A cancelled run ends at once: a spare kernel still warming up is stopped, not awaited."""
+    from nbtools.core.kernels import KernelPool
+
+    warmed = tmp_path / "warmed"
+    pool = KernelPool()
+    # A warm-up longer than any run's wait for it: the old close waited, and the file appeared.
+    pool._warm_up = f"import pathlib, time\ntime.sleep(60)\npathlib.Path({str(warmed)!r}).touch()"
+    try:
+        pool.prepare(tmp_path, os.environ)
+        deadline = time.monotonic() + 60
+        while not child_kernels():  # the spare's kernel process has started
+            assert time.monotonic() < deadline, "the spare kernel never started"
+            time.sleep(0.2)
+    finally:
+        pool.close()
+
+    assert not warmed.exists()
     assert child_kernels() == []
