@@ -97,7 +97,7 @@ class Batcher:
         self.timeout = timeout
         self._pending: list[_Item] = []
         self._running = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="nbtools-predict", initializer=threads.one_thread
         )

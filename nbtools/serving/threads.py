@@ -23,13 +23,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from nbtools.core.scheduler import QUIET_WAITING
+
 logger = logging.getLogger("nbtools.serving")
 
 #: Batches of at least this many rows predict with every core; smaller ones with one thread.
 PARALLEL_ROWS = 1000
-
-#: The OpenMP setting that makes idle team threads sleep instead of spinning.
-WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def configure_process() -> None:
@@ -38,26 +37,24 @@ def configure_process() -> None:
     Must run before scikit-learn's compiled modules load OpenMP; logs a warning if it ran too
     late. A value the user set already is kept.
     """
-    name, value = WAIT_POLICY
-    if name in os.environ:  # the user's choice, or set by an earlier call
+    unset = {name: value for name, value in QUIET_WAITING.items() if name not in os.environ}
+    if not unset:  # the user's choice, or set by an earlier call
         return
-    os.environ[name] = value
+    os.environ.update(unset)
     if _openmp_loaded():
         logger.warning(
-            "OpenMP was loaded before %s=%s was set: its threads may spin-wait while the "
+            "OpenMP was loaded before %s was set: its threads may spin-wait while the "
             "machine is busy. Start the service with `nbtools serve`, or set the variable "
             "before Python starts.",
-            name,
-            value,
+            ", ".join(f"{name}={value}" for name, value in unset.items()),
         )
 
 
 def describe() -> dict[str, object]:
     """How this process predicts, for ``/metadata``."""
-    name, _ = WAIT_POLICY
     return {
         "engine": "scikit-learn",
-        "omp_wait_policy": os.environ.get(name),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "compute_threads": {
             "small_batches": 1,
             "large_batches": os.cpu_count(),  # while the machine has a core to spare
