@@ -94,7 +94,7 @@ def learning_curve_table(
     sizes: tuple[float, ...] = (0.2, 0.4, 0.7, 1.0),
     folds: int | Any = 3,
     groups: pd.Series | None = None,
-    max_rows: int = 5000,
+    max_rows: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Cross-validate the model's pipeline, refitted, on growing shares of the training rows.
@@ -119,7 +119,7 @@ def learning_curve_table(
         gets the same folds as the train stage's search.
     groups : pandas.Series, optional
         The group of each training row, for a group splitter.
-    max_rows : int, default=5000
+    max_rows : int, default=2000
         At most this many training rows take part.
     seed : int, default=0
         Seed of the sample and of the order in which training rows are taken.

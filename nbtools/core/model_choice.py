@@ -16,9 +16,10 @@
    folds that follow the split strategy (:func:`cv_splitter`). The tuned model replaces the
    default one only if it scores better on the validation rows.
 3. Both steps share one **time budget**: a candidate family that would start after it, or whose
-   expected fit time (measured on the first family, scaled by a rough cost per kind of model)
-   would overrun it, is skipped, as is a search candidate after it; the choice is the best so
-   far, and the result says so. Unless stated, the budget is half of what the final fit is
+   expected fit time (measured on the first family, scaled by a rough cost per kind of model;
+   for a forest, measured on a tenth of its trees: :func:`fit_within`) would overrun it, is
+   skipped, as is a search candidate after it; the choice is the best so far, and the result
+   says so. Unless stated, the budget is half of what the final fit is
    expected to cost (:func:`auto_budget`), so choosing never costs much more than fitting.
 
 :func:`fit_final` then refits the chosen pipeline on the training rows, or on training and
@@ -81,6 +82,56 @@ BUDGET_SHARE, MIN_BUDGET, MAX_BUDGET = 0.5, 5.0, 120.0
 #: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
 #: expected fit would overrun the budget is skipped rather than started.
 _COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0}
+
+#: A forest's cost grows with the rows far faster than boosting's, so :data:`_COST` can be off
+#: several times over: a forest is first grown to this share of its trees, timed, and finished
+#: only when the rest fits the budget.
+PROBE_SHARE = 0.1
+
+
+def fit_within(
+    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series | None, deadline: float | None = None
+) -> tuple[Pipeline | None, float, float]:
+    """Fit ``pipeline``, or give up on a forest whose full fit would end after ``deadline``.
+
+    A model that grows independent trees (``n_estimators``, ``warm_start`` and ``n_jobs``: a
+    random forest) builds them on every core. With a ``deadline`` it is grown in two steps:
+    :data:`PROBE_SHARE` of its trees, timed, then (warm-started, so the trees are those of a
+    single fit) the rest, if the time the probe predicts for them ends before the deadline.
+    Other models are simply fitted. The model keeps its own ``n_estimators``, ``n_jobs`` and
+    ``warm_start`` settings afterwards, so one-row predictions stay on one thread.
+
+    Returns
+    -------
+    model : Pipeline or None
+        ``pipeline``, fitted; None when the forest was given up.
+    seconds : float
+        Time spent, the probe included.
+    expected : float
+        The expected time of the full fit (``seconds`` for a model fitted in one step).
+    """
+    tick = time.perf_counter()
+    estimator = pipeline.named_steps["model"]
+    own = estimator.get_params()
+    if not {"n_estimators", "warm_start", "n_jobs"} <= set(own):
+        pipeline.fit(X, y)
+        seconds = time.perf_counter() - tick
+        return pipeline, seconds, seconds
+    trees = own["n_estimators"]
+    probe = trees if deadline is None else max(1, round(trees * PROBE_SHARE))
+    try:
+        estimator.set_params(n_estimators=probe, warm_start=True, n_jobs=-1)
+        pipeline.fit(X, y)
+        probe_seconds = time.perf_counter() - tick
+        expected = probe_seconds * trees / probe
+        if probe < trees:
+            if deadline is not None and time.monotonic() + expected - probe_seconds > deadline:
+                return None, probe_seconds, expected
+            estimator.set_params(n_estimators=trees)
+            pipeline.fit(X, y)
+    finally:
+        estimator.set_params(n_estimators=trees, warm_start=own["warm_start"], n_jobs=own["n_jobs"])
+    return pipeline, time.perf_counter() - tick, expected
 
 
 def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> float:
@@ -287,9 +338,20 @@ def choose_model(
             rows.append(_row("compare", family.name, None, None, None, len(X), "skipped: budget"))
             say(f"  {family.name}: skipped, the time budget is {why} (about {expected:.0f} s)")
             continue
-        tick = time.perf_counter()
-        model = make_pipeline(family.name).fit(X, y)
-        seconds = time.perf_counter() - tick
+        # the first family always runs; a later forest only if its trees fit the budget
+        model, seconds, expected = fit_within(
+            make_pipeline(family.name), X, y, deadline if fitted else None
+        )
+        if model is None:
+            budget_hit = True
+            rows.append(
+                _row("compare", family.name, None, None, seconds, len(X), "skipped: budget")
+            )
+            say(
+                f"  {family.name}: skipped, the time budget is too short for it (about "
+                f"{expected:.0f} s, judged from {PROBE_SHARE:.0%} of its trees)"
+            )
+            continue
         if first_seconds is None:
             first_seconds = seconds / _COST[family.preprocessing]
             if budget is None:
@@ -487,7 +549,9 @@ def fit_final(
     """
     pipeline = make_pipeline(choice.family)
     pipeline.set_params(**{f"model__{name}": value for name, value in choice.params.items()})
-    return pipeline.fit(X, y)
+    fitted, _seconds, _expected = fit_within(pipeline, X, y)
+    assert fitted is not None  # without a deadline nothing is given up
+    return fitted
 
 
 def final_rows(

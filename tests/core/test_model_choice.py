@@ -343,3 +343,28 @@ def test_the_search_uses_the_group_folds():
         groups=groups,
     )
     assert seen and all(not train & test for train, test in seen)
+
+
+def test_a_forest_whose_trees_would_overrun_the_deadline_is_given_up_after_a_probe():
+    X, y = _table(600)
+    forest = _factory(X)("random_forest")
+    model, seconds, expected = model_choice.fit_within(forest, X, y, time.monotonic() + 1e-3)
+    assert model is None
+    assert expected > seconds > 0  # the probe grew a tenth of the trees: the rest is predicted
+    assert forest.named_steps["model"].get_params()["n_estimators"] == 100  # settings restored
+
+
+def test_a_forest_grown_in_two_steps_equals_one_grown_at_once():
+    X, y = _table(600)
+    probed, _seconds, _expected = model_choice.fit_within(
+        _factory(X)("random_forest"), X, y, time.monotonic() + 600
+    )
+    assert probed is not None
+    settings = probed.named_steps["model"].get_params()
+    assert (settings["n_estimators"], settings["warm_start"], settings["n_jobs"]) == (
+        100,
+        False,
+        None,
+    )
+    at_once = _factory(X)("random_forest").fit(X, y)
+    np.testing.assert_allclose(probed.predict_proba(X), at_once.predict_proba(X))
