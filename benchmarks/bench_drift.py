@@ -84,17 +84,17 @@ NBTOOLS_SCRIPT = """
 import json, resource, sys, time
 start = time.perf_counter()
 import pandas as pd
-from nbtools.core import monitoring
+from nbtools.ops import monitoring
 imported = time.perf_counter()
 folder = sys.argv[1]
 reference = pd.read_parquet(f"{folder}/reference.parquet")
 read_reference = time.perf_counter()
-statistics = monitoring.reference_statistics(reference)
+statistics = monitoring.drift.reference_statistics(reference)
 summarised = time.perf_counter()
 del reference  # the train stage keeps only the statistics
 current = pd.read_parquet(f"{folder}/current.parquet")
 read_current = time.perf_counter()
-report = monitoring.detect_drift(statistics, current)
+report = monitoring.drift.detect_drift(statistics, current)
 computed = time.perf_counter()
 columns = {
     c.column: {

@@ -37,8 +37,8 @@ sys.path.insert(0, str(HERE))
 
 from engine_workload import make_data  # noqa: E402
 
-from nbtools.core.data import make_churn  # noqa: E402
-from nbtools.core.spec import load_pipeline  # noqa: E402
+from nbtools.demo import make_churn  # noqa: E402
+from nbtools.pipeline.spec import load_pipeline  # noqa: E402
 
 NBTOOLS = str(Path(sys.executable).parent / "nbtools")
 PARAMETERS_TAIL = "inputs = None\noutput_dir = None\nmlflow_run_id = None\ntracking_uri = None"

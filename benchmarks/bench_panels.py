@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_selection import mutual_info_classif
 
-from nbtools.core import cleaning, features, modeling
-from nbtools.core.exploration import SAMPLE_ROWS, sample_rows
-from nbtools.core.project import create_project
+from nbtools.ml import cleaning, features, modeling
+from nbtools.ml.exploration import SAMPLE_ROWS, sample_rows
 from nbtools.panels import CleaningPanel, FeatureSelectionPanel, TuningPanel
 from nbtools.panels.selection import RELEVANCE_ROWS
+from nbtools.pipeline.project import create_project
 
 #: An interaction: its name, the panel's seconds, by hand on the panel's sample and on all rows.
 Result = tuple[str, float, float | None, float | None]

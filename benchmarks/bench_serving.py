@@ -8,9 +8,9 @@ Run from the repository root with the venv active (the venv's bin must be on PAT
 What it does, in one run on 127.0.0.1:
 
 1. creates a project-like MLflow SQLite registry in a temporary folder and registers two models
-   built exactly as the train stage builds them (:func:`nbtools.core.model_choice.pipeline_factory`:
+   built exactly as the train stage builds them (:func:`nbtools.ml.model_choice.pipeline_factory`:
    feature creation, per-family cleaning, selection and the estimator in one scikit-learn
-   Pipeline, logged by nbtools.core.modeling.log_model): gradient boosting (the default family)
+   Pipeline, logged by nbtools.ml.modeling.log_model): gradient boosting (the default family)
    and a logistic regression, both with the ``champion`` alias;
 2. for each model starts `mlflow models serve -m models:/NAME@champion --env-manager local` and
    `nbtools serve --model models:/NAME@champion` (one worker each, nbtools with its prediction
@@ -53,10 +53,10 @@ FAMILIES = {"bench-boosting": "hist_gradient_boosting", "bench-logreg": "logisti
 
 def churn_pipeline(family: str) -> tuple[Any, Any, Any]:
     """The unfitted pipeline of ``family`` as the train stage builds it, and its X and y."""
-    from nbtools.core.cleaning import CleaningParams
-    from nbtools.core.data import make_churn
-    from nbtools.core.features import FeatureParams
-    from nbtools.core.model_choice import pipeline_factory
+    from nbtools.demo import make_churn
+    from nbtools.ml.cleaning import CleaningParams
+    from nbtools.ml.features import FeatureParams
+    from nbtools.ml.model_choice import pipeline_factory
 
     data = make_churn(2000, seed=0).drop(columns=["signup_date"])
     X, y = data.drop(columns=["churned"]), data["churned"]
@@ -80,7 +80,8 @@ def build_models(folder: Path) -> tuple[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from nbtools.core import modeling, registry
+    from nbtools.ml import modeling
+    from nbtools.ops import registry
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -98,7 +99,7 @@ def build_models(folder: Path) -> tuple[str, Any]:
 
 def train_forever() -> None:
     """Fit the gradient boosting pipeline on 20,000 rows over and over (the soak's trainer)."""
-    from nbtools.core.data import make_churn
+    from nbtools.demo import make_churn
 
     pipeline, _, _ = churn_pipeline("hist_gradient_boosting")
     data = make_churn(20_000, seed=1).drop(columns=["signup_date"])

@@ -28,12 +28,12 @@ sys.path.insert(0, str(HERE))
 import bench_engine  # noqa: E402
 from engine_workload import make_data  # noqa: E402
 
-import nbtools.core.executor as executor  # noqa: E402
-import nbtools.core.kernels as kernels  # noqa: E402
-import nbtools.core.rungraph as rungraph  # noqa: E402
-import nbtools.core.scheduler as scheduler  # noqa: E402
-import nbtools.core.tracking as tracking  # noqa: E402
-from nbtools.core.runner import run_pipeline  # noqa: E402
+import nbtools.records.tracking as tracking  # noqa: E402
+import nbtools.runner.executor as executor  # noqa: E402
+import nbtools.runner.graph as rungraph  # noqa: E402
+import nbtools.runner.kernels as kernels  # noqa: E402
+import nbtools.runner.scheduler as scheduler  # noqa: E402
+from nbtools.runner.run import run_pipeline  # noqa: E402
 
 SECONDS: dict[str, float] = defaultdict(float)
 TIMED = [

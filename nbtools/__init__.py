@@ -1,6 +1,9 @@
 """nbtools: turn parametrized Jupyter notebooks into a reproducible, tracked ML pipeline.
 
-The public API is what this module exports; everything under ``nbtools.core`` is internal.
+This module exports what a user of pipelines needs: loading and running a pipeline, its run
+records, the stage context a notebook records through, and every error nbtools raises. The
+machine-learning library the stage notebooks call (:mod:`nbtools.ml`) is public API too, for
+people who edit templates; the other packages are the engine's inside (see ``CONTRIBUTING.md``).
 Names are imported on first use, so ``import nbtools`` (and the command line) starts fast even
 though running a pipeline needs MLflow, Papermill and nbconvert.
 """
@@ -8,30 +11,78 @@ though running a pipeline needs MLflow, Papermill and nbconvert.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from nbtools.errors import (
+        ClusterError,
+        DataSourceError,
+        InvalidInputError,
+        InvalidParameterError,
+        ModelRegistryError,
+        NbtoolsError,
+        PipelineSpecError,
+        ProjectNotFoundError,
+        RunNotFoundError,
+        SearchCancelledError,
+        StageFailedError,
+    )
+    from nbtools.pipeline.spec import Pipeline, Stage, load_pipeline
+    from nbtools.records.runs import RunResult, list_runs, load_run
+    from nbtools.runner.context import StageContext, stage_context
+    from nbtools.runner.run import run_pipeline
+    from nbtools.runner.sweep import run_sweep
+
+_ERRORS = (
+    "ClusterError",
+    "DataSourceError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "ModelRegistryError",
+    "NbtoolsError",
+    "PipelineSpecError",
+    "ProjectNotFoundError",
+    "RunNotFoundError",
+    "SearchCancelledError",
+    "StageFailedError",
+)
 _EXPORTS = {
-    "ClusterError": "nbtools.core.errors",
-    "DataSourceError": "nbtools.core.errors",
-    "InvalidParameterError": "nbtools.core.errors",
-    "NbtoolsError": "nbtools.core.errors",
-    "Pipeline": "nbtools.core.spec",
-    "PipelineSpecError": "nbtools.core.errors",
-    "ProjectNotFoundError": "nbtools.core.errors",
-    "RunNotFoundError": "nbtools.core.errors",
-    "RunResult": "nbtools.core.runner",
-    "Stage": "nbtools.core.spec",
-    "StageContext": "nbtools.core.context",
-    "StageFailedError": "nbtools.core.errors",
-    "list_runs": "nbtools.core.records",
-    "load_pipeline": "nbtools.core.spec",
-    "load_run": "nbtools.core.records",
-    "run_pipeline": "nbtools.core.runner",
-    "run_sweep": "nbtools.core.sweep",
-    "stage_context": "nbtools.core.context",
+    **dict.fromkeys(_ERRORS, "nbtools.errors"),
+    "Pipeline": "nbtools.pipeline.spec",
+    "RunResult": "nbtools.records.runs",
+    "Stage": "nbtools.pipeline.spec",
+    "StageContext": "nbtools.runner.context",
+    "list_runs": "nbtools.records.runs",
+    "load_pipeline": "nbtools.pipeline.spec",
+    "load_run": "nbtools.records.runs",
+    "run_pipeline": "nbtools.runner.run",
+    "run_sweep": "nbtools.runner.sweep",
+    "stage_context": "nbtools.runner.context",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ClusterError",
+    "DataSourceError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "ModelRegistryError",
+    "NbtoolsError",
+    "Pipeline",
+    "PipelineSpecError",
+    "ProjectNotFoundError",
+    "RunNotFoundError",
+    "RunResult",
+    "SearchCancelledError",
+    "Stage",
+    "StageContext",
+    "StageFailedError",
+    "list_runs",
+    "load_pipeline",
+    "load_run",
+    "run_pipeline",
+    "run_sweep",
+    "stage_context",
+]
 
 
 def __getattr__(name: str) -> Any:

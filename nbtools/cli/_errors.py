@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from nbtools.core.errors import NbtoolsError
+from nbtools.errors import NbtoolsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,7 +19,7 @@ def check(paths: tuple[Path, ...]) -> None:
     stored with outputs.
     """
     # Imported here: nbformat's schema validator costs every other command about a second.
-    from nbtools.core.checks import check_paths
+    from nbtools.pipeline.checks import check_paths
 
     problems = check_paths(list(paths) or [Path(".")])
     for problem in problems:

@@ -8,7 +8,7 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
-from nbtools.core.spec import load_pipeline
+from nbtools.pipeline.spec import load_pipeline
 
 
 @click.command()
@@ -46,9 +46,9 @@ def deploy(
     **options: object,
 ) -> None:
     """Write a Dockerfile and Kubernetes manifests (Deployment, Service, autoscaler)."""
-    # Imported here: it pins the model's requirements from nbtools.core.modeling, which imports
+    # Imported here: it pins the model's requirements from nbtools.ml.modeling, which imports
     # scikit-learn and MLflow, a second that no other command should pay.
-    from nbtools.core.shipping import ShippingParams, write_deployment_files
+    from nbtools.ops.shipping import ShippingParams, write_deployment_files
 
     pipeline = load_pipeline(project_dir)
     params = ShippingParams(

@@ -14,9 +14,9 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
-from nbtools.core.params import parse_assignment
+from nbtools.params import parse_assignment
 
-#: Exit status per finding (:data:`nbtools.core.monitor_check.FINDINGS`), least serious first.
+#: Exit status per finding (:data:`nbtools.ops.monitoring.check.FINDINGS`), least serious first.
 EXIT_FINDINGS = {"column-drift": 3, "dataset-drift": 4, "performance": 5, "breach": 6}
 #: Exit status when the retraining run started on a breach failed (an error, as elsewhere).
 EXIT_RETRAIN_FAILED = 1
@@ -125,7 +125,7 @@ def monitor(
       1  error: the retraining run failed
       2  bad input: missing or extra columns, a changed type, an empty window, a bad option
     """
-    from nbtools.core.retraining import monitor_project
+    from nbtools.ops.retraining import monitor_project
 
     outcome = monitor_project(
         project_dir,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.core.project import TASKS, create_project
+from nbtools.pipeline.project import TASKS, create_project
 
 
 @click.command()

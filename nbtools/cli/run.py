@@ -9,10 +9,10 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
-from nbtools.core.runner import run_pipeline
-from nbtools.core.scheduler import EXECUTORS
-from nbtools.core.spec import load_pipeline
-from nbtools.core.sweep import Variant, parse_overrides, run_sweep
+from nbtools.pipeline.spec import load_pipeline
+from nbtools.runner.run import run_pipeline
+from nbtools.runner.scheduler import EXECUTORS
+from nbtools.runner.sweep import Variant, parse_overrides, run_sweep
 
 #: Exit status when a stage failed.
 EXIT_STAGE_FAILED = 1

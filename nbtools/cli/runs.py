@@ -10,8 +10,8 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
-from nbtools.core.records import WARNINGS, list_runs, load_run, stage_warnings
-from nbtools.core.spec import find_project
+from nbtools.pipeline.spec import find_project
+from nbtools.records.runs import WARNINGS, list_runs, load_run, stage_warnings
 
 _PROJECT = project_option()
 #: Recorded values whose names start with this prefix are the held-out metrics shown in lists.

@@ -8,8 +8,8 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
-from nbtools.core.errors import ProjectNotFoundError
-from nbtools.core.spec import load_pipeline
+from nbtools.errors import ProjectNotFoundError
+from nbtools.pipeline.spec import load_pipeline
 from nbtools.serving.config import TOKEN_ENV, ServeConfig
 from nbtools.serving.launcher import serve as run_service
 

@@ -31,16 +31,16 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from nbtools.core.errors import (
+from nbtools.errors import (
     InvalidParameterError,
     PipelineSpecError,
     ProjectNotFoundError,
     RunNotFoundError,
 )
-from nbtools.core.history import compare_runs, summarize
-from nbtools.core.records import list_runs, load_run
-from nbtools.core.spec import Pipeline, find_project, load_pipeline
 from nbtools.jupyter.launcher import RunLauncher, RunStartError, run_arguments
+from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
+from nbtools.records.history import compare_runs, summarize
+from nbtools.records.runs import list_runs, load_run
 
 #: Environment variable with the base URL of an MLflow UI (``mlflow ui`` or a tracking server).
 MLFLOW_UI_VARIABLE = "NBTOOLS_MLFLOW_UI"
@@ -267,7 +267,7 @@ class CompareHandler(_Base):
     @web.authenticated
     @_answers_errors
     async def get(self) -> None:
-        """Reply with the rows of :func:`nbtools.core.history.compare_runs`."""
+        """Reply with the rows of :func:`nbtools.records.history.compare_runs`."""
         pipeline = self.pipeline()
         ids = [i for i in self.get_query_argument("runs", "").split(",") if i]
         if len(ids) != 2:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtools.core.errors import InvalidParameterError, RunNotFoundError
-from nbtools.core.history import process_alive, run_status
-from nbtools.core.records import list_runs, load_run
-from nbtools.core.selection import select_stages
-from nbtools.core.spec import Pipeline
+from nbtools.errors import InvalidParameterError, RunNotFoundError
+from nbtools.pipeline.spec import Pipeline
+from nbtools.pipeline.stage_selection import select_stages
+from nbtools.records.history import process_alive, run_status
+from nbtools.records.runs import list_runs, load_run
 
 #: What a request may ask for: the whole pipeline, one stage, a stage and what follows it.
 MODES = ("all", "stage", "from")

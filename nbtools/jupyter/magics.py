@@ -23,7 +23,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from nbtools.core.errors import NbtoolsError
+from nbtools.errors import NbtoolsError
 
 _RICH = ("form", "compare")
 
@@ -78,9 +78,9 @@ def _form(args: list[str]) -> Any:
 def _compare(args: list[str]) -> Any:
     import pandas as pd
 
-    from nbtools.core.history import compare_runs
-    from nbtools.core.records import load_run
-    from nbtools.core.spec import find_project
+    from nbtools.pipeline.spec import find_project
+    from nbtools.records.history import compare_runs
+    from nbtools.records.runs import load_run
 
     options = _parse(_parser("compare", "first", "second"), args)
     runs_dir = find_project(options.project) / "runs"

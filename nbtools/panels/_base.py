@@ -17,10 +17,10 @@ from typing import Any
 import ipywidgets as widgets
 from IPython.display import HTML, display
 
-from nbtools.core.context import StageContext
-from nbtools.core.errors import NbtoolsError
-from nbtools.core.spec import load_pipeline
+from nbtools.errors import NbtoolsError
 from nbtools.panels.save import save_parameters
+from nbtools.pipeline.spec import load_pipeline
+from nbtools.runner.context import StageContext
 
 _ERROR_STYLE = "color:#b00020;border-left:3px solid #b00020;padding:2px 8px;margin:4px 0"
 _OK_STYLE = "color:#1b5e20;padding:2px 8px"

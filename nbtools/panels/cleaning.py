@@ -5,7 +5,7 @@ histogram), lets the user drop columns, mark columns whose negative values are i
 column's type, imputation, outlier handling and encoding, choose the table-wide duplicate
 handling, type fixing, imputation, outlier handling, encoding and scaling, and previews
 the cleaned table with its row and column counts. The preview is ``cleaning.apply`` on the same
-:class:`~nbtools.core.cleaning.CleaningParams` the clean stage applies.
+:class:`~nbtools.ml.cleaning.CleaningParams` the clean stage applies.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from nbtools.core import cleaning
-from nbtools.core.errors import NbtoolsError
-from nbtools.core.exploration import SAMPLE_ROWS, column_histogram, sample_rows
+from nbtools.errors import NbtoolsError
+from nbtools.ml import cleaning
+from nbtools.ml.exploration import SAMPLE_ROWS, column_histogram, sample_rows
 from nbtools.panels._base import Panel, table_html
 from nbtools.panels.form import parameter_widget, read_widget
 

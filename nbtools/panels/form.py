@@ -1,6 +1,6 @@
 """A parameter form generated from any stage's parameters cell.
 
-Every :class:`~nbtools.core.params.Parameter` becomes a widget chosen by its type and hints: a
+Every :class:`~nbtools.params.Parameter` becomes a widget chosen by its type and hints: a
 checkbox for a bool, a dropdown for ``one of:``, a number box for an int or a float (its
 ``range:`` is checked), a text box for a str, and a YAML text box for lists, dicts and optional
 values. The form starts from the values ``pipeline.yaml`` resolves and saves back to it, so a
@@ -17,10 +17,10 @@ from typing import Any
 import ipywidgets as widgets
 import yaml
 
-from nbtools.core.errors import InvalidParameterError
-from nbtools.core.params import Parameter
-from nbtools.core.spec import load_pipeline
+from nbtools.errors import InvalidParameterError
 from nbtools.panels._base import Panel
+from nbtools.params import Parameter
+from nbtools.pipeline.spec import load_pipeline
 
 _WIDE = widgets.Layout(width="420px")
 _STYLE = {"description_width": "170px"}

@@ -18,8 +18,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from nbtools.core.errors import NbtoolsError
-from nbtools.core.spec import load_pipeline
+from nbtools.errors import NbtoolsError
+from nbtools.pipeline.spec import load_pipeline
 
 
 def save_parameters(project_dir: str | Path, stage: str, values: Mapping[str, Any]) -> Path:

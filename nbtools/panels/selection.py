@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from nbtools.core import features
-from nbtools.core.cleaning import column_types
-from nbtools.core.errors import NbtoolsError
-from nbtools.core.exploration import (
+from nbtools.errors import NbtoolsError
+from nbtools.ml import features
+from nbtools.ml.cleaning import column_types
+from nbtools.ml.exploration import (
     RULES,
     SAMPLE_ROWS,
     choose_features,

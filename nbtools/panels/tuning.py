@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 
-from nbtools.core import modeling
-from nbtools.core.errors import InvalidParameterError, NbtoolsError, SearchCancelledError
-from nbtools.core.tuning import Candidate, candidate_space, candidates_table
+from nbtools.errors import InvalidParameterError, NbtoolsError, SearchCancelledError
+from nbtools.ml import modeling
+from nbtools.ml.tuning import Candidate, candidate_space, candidates_table
 from nbtools.panels._base import Panel, figure_png, table_html
 from nbtools.panels.form import parameter_widget, read_widget
 

@@ -41,7 +41,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from nbtools.core.errors import InvalidInputError
+from nbtools.errors import InvalidInputError
 from nbtools.serving import payload, threads
 from nbtools.serving.batching import Batcher, Overloaded
 from nbtools.serving.config import ServeConfig

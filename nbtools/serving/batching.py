@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nbtools.core.errors import InvalidInputError
+from nbtools.errors import InvalidInputError
 from nbtools.serving import threads
 from nbtools.serving.model import ServedModel
 

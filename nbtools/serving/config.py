@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nbtools.core.errors import InvalidParameterError
+from nbtools.errors import InvalidParameterError
 
 #: Environment variable carrying the settings to the worker processes.
 CONFIG_ENV = "NBTOOLS_SERVE_CONFIG"

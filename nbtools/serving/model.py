@@ -28,7 +28,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from nbtools.core.errors import InvalidParameterError, ModelRegistryError
+from nbtools.errors import InvalidParameterError, ModelRegistryError
 from nbtools.serving.schema import InputSchema
 
 logger = logging.getLogger("nbtools.serving")

@@ -14,7 +14,7 @@ The protocol is the one ``mlflow models serve`` speaks, so existing clients work
 - ``application/vnd.apache.parquet`` (or ``application/x-parquet``): a Parquet file.
 
 :func:`parse` returns a :class:`Payload`: the columns (name to values), the row count and the
-parameters. Anything malformed raises :class:`~nbtools.core.errors.InvalidInputError` naming
+parameters. Anything malformed raises :class:`~nbtools.errors.InvalidInputError` naming
 the field and the problem, with the HTTP status to answer with.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from nbtools.core.errors import InvalidInputError
+from nbtools.errors import InvalidInputError
 from nbtools.serving.schema import Values
 
 JSON = "application/json"

@@ -9,7 +9,7 @@ the writer shares the GIL with the event loop, and pandas work there showed up a
 When the folder grows past ``max_bytes`` the oldest part-files are deleted. :meth:`close`
 drains and writes what is left, at shutdown.
 
-The file layout and the reading side are in :mod:`nbtools.core.predictions`.
+The file layout and the reading side are in :mod:`nbtools.ops.predictions`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbtools.core.predictions import (
+from nbtools.ops.predictions import (
     META_COLUMNS,
     PREDICTION_COLUMN,
     PROBA_PREFIX,

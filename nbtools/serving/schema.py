@@ -4,7 +4,7 @@
 the request's columns (a mapping of column name to values, as parsed by
 :mod:`nbtools.serving.payload`) and returns the DataFrame the model is given: every signature
 column present, nothing else, each converted to the signature's type. Anything that does not fit
-raises :class:`~nbtools.core.errors.InvalidInputError` naming the column and the problem.
+raises :class:`~nbtools.errors.InvalidInputError` naming the column and the problem.
 
 Conversions are lenient where no information is lost, as a user expects: an integer or a numeric
 string for a ``double`` column, a number for a ``string`` column, ``"true"`` for a ``boolean``
@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from nbtools.core.errors import InvalidInputError
+from nbtools.errors import InvalidInputError
 
 _FLOATS = {"double", "float"}
 _INTEGERS = {"long", "integer"}
@@ -80,7 +80,7 @@ class InputSchema:
         if inputs is None or not inputs.has_input_names():
             raise InvalidInputError(
                 "The model has no column-based input signature; nbtools serve needs one to "
-                "check requests. Log the model with nbtools.core.modeling.log_model."
+                "check requests. Log the model with nbtools.ml.modeling.log_model."
             )
         return cls(
             [

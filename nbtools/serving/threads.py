@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from nbtools.core.scheduler import QUIET_WAITING
+from nbtools.runner.scheduler import QUIET_WAITING
 
 logger = logging.getLogger("nbtools.serving")
 

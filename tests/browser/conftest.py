@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from loopback import free_port, start_group, stop_group, wait_for_http
 
-from nbtools.core.project import create_project
+from nbtools.pipeline.project import create_project
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,11 +31,12 @@ STARTUP_SECONDS = 60
 CELLS = [
     """import pandas as pd
 from nbtools import panels
-from nbtools.core import cleaning, data, features, modeling
-from nbtools.core.spec import load_pipeline
+from nbtools import demo
+from nbtools.ml import cleaning, features, modeling
+from nbtools.pipeline.spec import load_pipeline
 
 resolved = load_pipeline(".").resolve()
-df = data.make_churn(500, seed=0)
+df = demo.make_churn(500, seed=0)
 panels.cleaning_panel(
     df, cleaning.CleaningParams.from_dict(resolved["clean"]), target="churned", project_dir="."
 )""",

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 
 from nbtools.cli import cli
-from nbtools.core.records import write_manifest
+from nbtools.records.runs import write_manifest
 
 FIXTURES = Path(__file__).parents[1] / "notebooks"
 

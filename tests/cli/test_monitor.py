@@ -24,9 +24,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from nbtools.cli import cli
-from nbtools.core import monitoring
-from nbtools.core.project import create_project
-from nbtools.core.records import write_manifest
+from nbtools.ops import monitoring
+from nbtools.pipeline.project import create_project
+from nbtools.records.runs import write_manifest
 
 COLUMNS = [f"x{i:02d}" for i in range(12)]
 RUN_ID = "20260301-000000-monitr"
@@ -58,7 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Path
     (run / "05_train").mkdir(parents=True)
     (run / "06_evaluate").mkdir()
     mlflow.sklearn.save_model(model, run / "05_train" / "model", serialization_format="cloudpickle")
-    reference = monitoring.reference_statistics(X, target="churned", task="classification")
+    reference = monitoring.drift.reference_statistics(X, target="churned", task="classification")
     (run / "05_train" / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
     test = table(1000, seed=1)
     score = roc_auc_score(test["churned"], model.predict_proba(test[X.columns])[:, 1])

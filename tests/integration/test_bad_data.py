@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from nbtools import run_pipeline
 from nbtools.cli import cli
-from nbtools.core.project import create_project
+from nbtools.pipeline.project import create_project
 
 pytestmark = pytest.mark.integration
 

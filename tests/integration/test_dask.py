@@ -214,7 +214,7 @@ def test_a_stage_whose_workers_keep_dying_fails_cleanly_and_the_other_branch_fin
 def test_sweep_variants_run_as_parallel_tasks_on_the_cluster(
     cluster: dict[str, str], tmp_path: Path
 ) -> None:
-    from nbtools.core.sweep import run_sweep
+    from nbtools.runner.sweep import run_sweep
 
     root = _project(tmp_path / "project", cluster["tracking_uri"])
     shutil.copy(FIXTURES / "meets.ipynb", root / "meets.ipynb")

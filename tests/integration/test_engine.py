@@ -254,7 +254,7 @@ def test_a_sweep_shares_upstream_stages_and_compares_the_variants(make_project) 
 def test_sweep_variants_run_at_the_same_time_and_share_the_upstream_stage(
     make_project, child_kernels
 ) -> None:
-    from nbtools.core.sweep import run_sweep
+    from nbtools.runner.sweep import run_sweep
 
     root = make_project(
         "produce: {notebook: produce.ipynb}\nmeets: {notebook: meets.ipynb, inputs: [produce]}"

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nbtools.core.project import create_project
-from nbtools.core.records import list_runs
+from nbtools.pipeline.project import create_project
+from nbtools.records.runs import list_runs
 
 pytestmark = pytest.mark.integration
 

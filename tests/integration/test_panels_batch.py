@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbtools.core import cleaning, data, features
-from nbtools.core.project import create_project
-from nbtools.core.runner import run_pipeline
-from nbtools.core.spec import load_pipeline
+from nbtools import tables
+from nbtools.ml import cleaning, data, features
 from nbtools.panels import CleaningPanel, FeatureSelectionPanel
+from nbtools.pipeline.project import create_project
+from nbtools.pipeline.spec import load_pipeline
+from nbtools.runner.run import run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def test_a_batch_run_reproduces_what_the_panels_previewed(
     batch = run_pipeline(root, profile="smoke", targets=["features"])
     assert batch.succeeded, batch.error
     clean_record = batch.manifest["stages"]["clean"]
-    assert clean_record["recorded"]["content_hash"] == data.content_hash(previewed)
+    assert clean_record["recorded"]["content_hash"] == tables.content_hash(previewed)
     snapshot = tmp_path / "previewed.parquet"
     data.write_snapshot(previewed, snapshot)
     file_hash = "sha256:" + hashlib.sha256(snapshot.read_bytes()).hexdigest()

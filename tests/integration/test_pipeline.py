@@ -16,8 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nbtools import load_pipeline, run_pipeline
-from nbtools.core import modeling
-from nbtools.core.project import create_project
+from nbtools.ml import modeling
+from nbtools.pipeline.project import create_project
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_every_stage_runs_and_leaves_its_record(demo) -> None:
 
 def test_the_snapshot_hash_matches_the_data_handed_over(demo) -> None:
     _, first, _ = demo
-    from nbtools.core.data import content_hash
+    from nbtools.tables import content_hash
 
     ingest = first.run_dir / "01_ingest"
     dataset = json.loads((ingest / "dataset.json").read_text())

@@ -25,10 +25,10 @@ from mlflow.tracking import MlflowClient
 
 from nbtools import run_pipeline
 from nbtools.cli import cli
-from nbtools.core.predictions import read_predictions
-from nbtools.core.project import create_project
-from nbtools.core.retraining import monitor_project
-from nbtools.core.simulation import drifted_churn
+from nbtools.ops.predictions import read_predictions
+from nbtools.ops.retraining import monitor_project
+from nbtools.ops.simulation import drifted_churn
+from nbtools.pipeline.project import create_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.serving]
 

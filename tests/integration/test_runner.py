@@ -152,8 +152,8 @@ def test_a_kernel_started_for_a_stage_that_never_runs_is_stopped(
 def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
     tmp_path: Path, child_kernels
 ) -> None:
-    from nbtools.core.executor import execute_stage
-    from nbtools.core.kernels import KernelPool
+    from nbtools.runner.executor import execute_stage
+    from nbtools.runner.kernels import KernelPool
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -197,7 +197,7 @@ def test_a_spare_kernel_matches_a_fresh_one_and_has_the_libraries_imported(
 
 def test_closing_the_pool_stops_a_kernel_still_warming_up(tmp_path: Path, child_kernels) -> None:
     """A cancelled run ends at once: a spare kernel still warming up is stopped, not awaited."""
-    from nbtools.core.kernels import KernelPool
+    from nbtools.runner.kernels import KernelPool
 
     warmed = tmp_path / "warmed"
     pool = KernelPool()

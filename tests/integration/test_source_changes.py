@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from nbtools.cli import cli
-from nbtools.core.data import make_churn
+from nbtools.demo import make_churn
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from nbtools import load_pipeline, run_pipeline
-from nbtools.core.modeling import model_input
-from nbtools.core.project import create_project
+from nbtools.ml.modeling import model_input
+from nbtools.pipeline.project import create_project
 
 pytestmark = pytest.mark.integration
 

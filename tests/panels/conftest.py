@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbtools.core import data
-from nbtools.core.project import create_project
+from nbtools import demo
+from nbtools.pipeline.project import create_project
 
 
 @pytest.fixture
@@ -22,4 +22,4 @@ def project(tmp_path: Path, migrated_db: Path) -> Path:
 @pytest.fixture(scope="session")
 def churn() -> pd.DataFrame:
     """The bundled demo table, 600 rows."""
-    return data.make_churn(600, seed=0)
+    return demo.make_churn(600, seed=0)

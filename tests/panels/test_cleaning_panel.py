@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from nbtools.core import cleaning
-from nbtools.core.spec import load_pipeline
+from nbtools.ml import cleaning
 from nbtools.panels import CleaningPanel
+from nbtools.pipeline.spec import load_pipeline
 
 
 def _panel(churn: pd.DataFrame, project: Path | None = None, **params) -> CleaningPanel:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from nbtools.core.spec import load_pipeline
 from nbtools.panels import parameter_form
+from nbtools.pipeline.spec import load_pipeline
 
 
 def test_the_form_has_a_widget_per_parameter_chosen_by_its_type(project: Path) -> None:

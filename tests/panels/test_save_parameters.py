@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nbtools.core.errors import InvalidParameterError
-from nbtools.core.spec import load_pipeline
+from nbtools.errors import InvalidParameterError
 from nbtools.panels import save_parameters
+from nbtools.pipeline.spec import load_pipeline
 
 
 def test_saving_sets_the_stage_parameters_and_keeps_every_comment(project: Path) -> None:

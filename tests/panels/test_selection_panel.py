@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbtools.core import cleaning, features
-from nbtools.core.spec import load_pipeline
+from nbtools.ml import cleaning, features
 from nbtools.panels import FeatureSelectionPanel
+from nbtools.pipeline.spec import load_pipeline
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbtools.core import cleaning, features, modeling
+from nbtools.ml import cleaning, features, modeling
 from nbtools.panels import TuningPanel
 
 

@@ -18,8 +18,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Reg
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from nbtools.core import cleaning, features, modeling, registry
-    from nbtools.core.data import make_churn
+    from nbtools.demo import make_churn
+    from nbtools.ml import cleaning, features, modeling
+    from nbtools.ops import registry
 
     folder = tmp_path_factory.mktemp("registry")
     shutil.copy(migrated_db, folder / "mlflow.db")

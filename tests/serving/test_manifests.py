@@ -12,7 +12,7 @@ from servicekit import MODEL, Registry
 
 from nbtools.cli import cli
 from nbtools.cli.serve import serve
-from nbtools.core.shipping import ShippingParams, write_deployment_files
+from nbtools.ops.shipping import ShippingParams, write_deployment_files
 from nbtools.serving.app import create_app
 from nbtools.serving.config import ServeConfig
 

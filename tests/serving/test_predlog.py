@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nbtools.core.predictions import input_columns, part_files, read_predictions
+from nbtools.ops.predictions import input_columns, part_files, read_predictions
 from nbtools.serving.predlog import PredictionLog
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbtools.core.errors import InvalidInputError
+from nbtools.errors import InvalidInputError
 from nbtools.serving.payload import parse
 from nbtools.serving.schema import Column, InputSchema
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from servicekit import MODEL, Registry, Service
 
-from nbtools.core.predictions import input_columns, read_predictions
+from nbtools.ops.predictions import input_columns, read_predictions
 
 pytestmark = pytest.mark.serving
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.serving
 @pytest.fixture(scope="module")
 def expected(registry: Registry) -> np.ndarray:
     """What the registered champion predicts for the first five rows, loaded by MLflow itself."""
-    from nbtools.core.modeling import model_input
+    from nbtools.ml.modeling import model_input
 
     mlflow.set_tracking_uri(registry.uri)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/1")

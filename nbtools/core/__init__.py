@@ -1,1 +1,0 @@
-"""The core layer: spec, parameters, runner, records, tracking and the ML building blocks."""

@@ -1,0 +1,769 @@
+"""Model families, hyperparameter search and MLflow model logging for the train stage.
+
+A model is always one scikit-learn :class:`~sklearn.pipeline.Pipeline`, ``preprocess -> select ->
+model``, so everything that learns from data is fitted on the training split only and travels
+into MLflow together. The search tunes the ``model`` step (``model__C``) by cross-validation.
+
+Each task has a few model families, each with a small grid (lists, for ``search="grid"``) and a
+wider random space (``scipy.stats`` distributions, for ``search="random"`` and ``"halving"``):
+
+==============  ==================================================================
+classification  logistic_regression, random_forest, hist_gradient_boosting
+regression      ridge, random_forest, hist_gradient_boosting
+clustering      kmeans
+==============  ==================================================================
+
+:func:`get_family` resolves ``family="auto"`` to histogram gradient boosting (k-means for
+clustering), the usual strongest single family on tabular data; the train stage itself compares
+several families on the validation split (:mod:`nbtools.ml.model_choice`). Class weights are
+the ``class_weight`` parameter, a stated choice that is never part of a search space: they move
+the threshold-dependent metrics, which a user must see coming.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator
+from sklearn.cluster import KMeans
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (enables the import below)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import get_scorer as _sklearn_get_scorer
+from sklearn.metrics import get_scorer_names, silhouette_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingRandomSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    StratifiedKFold,
+)
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from nbtools.errors import InvalidParameterError
+from nbtools.ml.tuning import Candidate, check_space, resolve_space, stepwise_searcher
+from nbtools.params import Parameter, StageParams
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "FAMILIES",
+    "FAMILY_NAMES",
+    "HALVING_ROWS",
+    "MODEL_REQUIREMENTS",
+    "SIGNATURE_ROWS",
+    "TASKS",
+    "ModelFamily",
+    "TrainParams",
+    "best_params",
+    "build_pipeline",
+    "get_family",
+    "get_scorer",
+    "log_model",
+    "make_estimator",
+    "model_input",
+    "pip_requirements",
+    "resolve_scoring",
+    "resolve_search",
+    "save_model",
+    "search",
+    "search_results",
+    "signature_rows",
+    "silhouette_scorer",
+]
+
+#: The tasks nbtools knows, as written by the ingest stage in ``dataset.json``.
+TASKS = ("classification", "regression", "clustering")
+
+#: The family ``family="auto"`` stands for, per task (see the module docstring for why).
+DEFAULT_FAMILY = {
+    "classification": "hist_gradient_boosting",
+    "regression": "hist_gradient_boosting",
+    "clustering": "kmeans",
+}
+
+#: The packages a logged model needs, pinned to the installed versions in its requirements.
+MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle", "nbtools")
+
+_STAGE = "train"
+_SILHOUETTE_SAMPLE = 2000
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One model family for one task, with its search spaces.
+
+    Parameters
+    ----------
+    name, task : str
+        Family name as in the ``family`` parameter (``"random_forest"``), and its task.
+    estimator : type
+        The scikit-learn estimator class; it is built with ``random_state=seed`` and ``defaults``.
+    defaults : dict
+        Keyword arguments that differ from scikit-learn's defaults.
+    grid : dict
+        Estimator parameter name to a list of values, for grid search.
+    distributions : dict
+        Estimator parameter name to a ``scipy.stats`` distribution or a list, for random and
+        successive-halving search.
+    preprocessing : {"linear", "forest", "boosting"}
+        The kind of model ``cleaning.build_preprocessor`` prepares the features for.
+    """
+
+    name: str
+    task: str
+    estimator: type[BaseEstimator]
+    defaults: Mapping[str, Any]
+    grid: Mapping[str, list[Any]]
+    distributions: Mapping[str, Any]
+    preprocessing: str = "linear"
+
+    def make_estimator(self, seed: int, class_weight: str | None = None) -> BaseEstimator:
+        """Return a fresh unfitted estimator of this family seeded with ``seed``.
+
+        ``class_weight`` is set on estimators that take one (classifiers); others ignore it.
+        """
+        estimator = self.estimator(random_state=seed, **self.defaults)
+        if class_weight is not None and "class_weight" in estimator.get_params():
+            estimator.set_params(class_weight=class_weight)
+        return estimator
+
+    def search_space(
+        self, search: str, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the space for ``search`` (``"grid"`` takes lists, ``"random"`` and
+        ``"halving"`` distributions), with names prefixed by the pipeline's ``model`` step.
+
+        ``overrides`` is the train stage's ``space`` parameter: lists or ranges laid over the
+        built-in space (see :mod:`nbtools.ml.tuning`).
+        """
+        space = self.grid if search == "grid" else self.distributions
+        if overrides:
+            tunable = set(self.make_estimator(0).get_params()) - {"random_state"}
+            space = resolve_space(space, overrides, search, tunable)
+        return {f"model__{name}": values for name, values in space.items()}
+
+
+def _families() -> dict[str, dict[str, ModelFamily]]:
+    forest_grid: dict[str, list[Any]] = {
+        "max_depth": [None, 10],
+        "min_samples_leaf": [1, 5],
+        "max_features": ["sqrt", 0.5],
+    }
+    forest_random: dict[str, Any] = {
+        "n_estimators": stats.randint(50, 400),
+        "max_depth": [None, 5, 10, 20],
+        "min_samples_leaf": stats.randint(1, 20),
+        "max_features": ["sqrt", 0.3, 0.5, 1.0],
+    }
+    boosting_grid: dict[str, list[Any]] = {
+        "learning_rate": [0.05, 0.1],
+        "max_leaf_nodes": [15, 31],
+        "min_samples_leaf": [10, 30],
+    }
+    boosting_random: dict[str, Any] = {
+        "learning_rate": stats.loguniform(0.01, 0.3),
+        "max_iter": stats.randint(50, 300),
+        "max_leaf_nodes": stats.randint(8, 64),
+        "min_samples_leaf": stats.randint(5, 40),
+        "l2_regularization": stats.loguniform(1e-4, 10.0),
+    }
+    linear_grid = [0.01, 0.1, 1.0, 10.0, 100.0]
+    families = [
+        ModelFamily(
+            "logistic_regression",
+            "classification",
+            LogisticRegression,
+            {"max_iter": 2000},
+            {"C": linear_grid},
+            {"C": stats.loguniform(1e-3, 1e2)},
+        ),
+        ModelFamily(
+            "random_forest",
+            "classification",
+            RandomForestClassifier,
+            {},
+            forest_grid,
+            forest_random,
+            "forest",
+        ),
+        ModelFamily(
+            "hist_gradient_boosting",
+            "classification",
+            HistGradientBoostingClassifier,
+            {"categorical_features": "from_dtype"},
+            boosting_grid,
+            boosting_random,
+            "boosting",
+        ),
+        ModelFamily(
+            "ridge",
+            "regression",
+            Ridge,
+            {},
+            {"alpha": linear_grid},
+            {"alpha": stats.loguniform(1e-3, 1e3)},
+        ),
+        ModelFamily(
+            "random_forest",
+            "regression",
+            RandomForestRegressor,
+            {},
+            {**forest_grid, "max_features": [0.5, 1.0]},
+            forest_random,
+            "forest",
+        ),
+        ModelFamily(
+            "hist_gradient_boosting",
+            "regression",
+            HistGradientBoostingRegressor,
+            {"categorical_features": "from_dtype"},
+            boosting_grid,
+            boosting_random,
+            "boosting",
+        ),
+        ModelFamily(
+            "kmeans",
+            "clustering",
+            KMeans,
+            {"n_init": 10},
+            {"n_clusters": list(range(2, 11))},
+            {"n_clusters": stats.randint(2, 13)},
+        ),
+    ]
+    by_task: dict[str, dict[str, ModelFamily]] = {task: {} for task in TASKS}
+    for family in families:
+        by_task[family.task][family.name] = family
+    return by_task
+
+
+#: Every model family by task, then by name.
+FAMILIES: dict[str, dict[str, ModelFamily]] = _families()
+
+#: Every family name any task accepts, plus ``auto``: the choices of the ``family`` parameter.
+FAMILY_NAMES = ("auto", *sorted({name for task in FAMILIES.values() for name in task}))
+
+_SCHEMA = {
+    "family": Parameter("family", "auto", "str", choices=FAMILY_NAMES),
+    "search": Parameter(
+        "search", "auto", "str", choices=("auto", "grid", "random", "halving", "none")
+    ),
+    "n_iter": Parameter("n_iter", 10, "int", low=1, high=1000),
+    "cv_folds": Parameter("cv_folds", 3, "int", low=2, high=20),
+    "scoring": Parameter("scoring", "auto", "str"),
+    "class_weight": Parameter("class_weight", "none", "str", choices=("none", "balanced")),
+    "time_budget": Parameter("time_budget", None, "float", optional=True),
+    "final_fit": Parameter(
+        "final_fit", "train+validation", "str", choices=("train+validation", "train")
+    ),
+    "n_jobs": Parameter("n_jobs", None, "int", optional=True),
+    "space": Parameter("space", {}, "dict"),
+}
+
+#: Training rows from which ``search="auto"`` uses successive halving instead of random search.
+HALVING_ROWS = 5_000
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        choices = ", ".join(repr(t) for t in TASKS)
+        raise InvalidParameterError(f"The task must be one of {choices}. Got {task!r} instead.")
+
+
+@dataclass
+class TrainParams(StageParams):
+    """The parameters of the train stage.
+
+    Parameters
+    ----------
+    family : str, default="auto"
+        Model family (see :data:`FAMILIES`); ``"auto"`` compares the candidates of
+        :data:`nbtools.ml.model_choice.AUTO_CANDIDATES` on the validation split and keeps the
+        best (:func:`nbtools.ml.model_choice.choose_model`).
+    search : {"auto", "grid", "random", "halving", "none"}, default="auto"
+        How the chosen family's hyperparameters are tuned: exhaustive grid search, random
+        search, successive halving over random candidates, or ``"none"`` (scikit-learn's
+        defaults). ``"auto"`` halves from :data:`HALVING_ROWS` training rows, else random.
+    n_iter : int, default=10
+        Candidates drawn by random and halving search (ignored by grid search); in [1, 1000].
+    cv_folds : int, default=3
+        Cross-validation folds on the training split; in [2, 20].
+    scoring : str, default="auto"
+        A scikit-learn scorer name, ``"silhouette"`` for clustering, or ``"auto"``: ROC AUC for
+        binary classification, macro F1 for multiclass, negative RMSE for regression and
+        silhouette for clustering.
+    class_weight : {"none", "balanced"}, default="none"
+        ``"balanced"`` weighs each class by the inverse of its frequency, which moves the
+        threshold-dependent metrics (precision, recall) towards the rare classes. A stated
+        choice, never searched silently; families without class weights ignore it.
+    time_budget : float or None, default=None
+        Seconds the family comparison and the search may take (the final fit comes on top).
+        A search that reaches it stops with the best candidate so far and says so. ``None``
+        gives half the expected time of the final fit, at least 5 s and at most 120 s
+        (:func:`nbtools.ml.model_choice.auto_budget`).
+    final_fit : {"train+validation", "train"}, default="train+validation"
+        The rows of the final fit of the chosen model. The validation rows chose it and scored
+        it (the recorded validation score is that of the model fitted on the training rows);
+        refitting on them as well gives the model more data, as a plain fit on all non-test
+        rows would have.
+    n_jobs : int or None, default=None
+        Parallel fits (of one thread each) during the search; ``None`` one, ``-1`` all cores.
+    space : dict, default={}
+        Hyperparameters whose values or range replace the family's built-in search space, as
+        ``{"C": [0.1, 1.0]}`` or ``{"C": {"low": 0.01, "high": 100, "log": True}}`` (see
+        :mod:`nbtools.ml.tuning`).
+    """
+
+    family: str = "auto"
+    search: str = "auto"
+    n_iter: int = 10
+    cv_folds: int = 3
+    scoring: str = "auto"
+    class_weight: str = "none"
+    time_budget: float | None = None
+    final_fit: str = "train+validation"
+    n_jobs: int | None = None
+    space: dict[str, Any] = field(default_factory=dict)
+
+    STAGE: ClassVar[str] = _STAGE
+    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
+
+    def validate(self, task: str | None = None) -> Self:
+        """Check every value and, when ``task`` is given, that family and scoring suit it.
+
+        Returns ``self``, so that ``params = TrainParams(...).validate()`` reads naturally.
+
+        Raises
+        ------
+        InvalidParameterError
+            Naming the parameter, what it accepts and the value found.
+        """
+        super().validate()
+        if task is not None:
+            get_family(self.family, task).search_space(resolve_search(self.search, 0), self.space)
+            resolve_scoring(self.scoring, task, None)
+        return self
+
+    def check(self) -> None:
+        """Check that ``n_jobs`` is not 0, ``scoring`` names a scorer and ``space`` is well
+        formed."""
+        check_space(self.space)
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise InvalidParameterError(
+                f"The 'time_budget' parameter of stage '{_STAGE}' must be a number of seconds "
+                f"> 0, or None for a budget scaled with the data. Got {self.time_budget!r} instead."
+            )
+        if self.n_jobs == 0:
+            raise InvalidParameterError(
+                f"The 'n_jobs' parameter of stage '{_STAGE}' must be a non-zero int or None. "
+                "Got 0 instead."
+            )
+        if self.scoring not in ("auto", "silhouette", *get_scorer_names()):
+            raise InvalidParameterError(
+                f"The 'scoring' parameter of stage '{_STAGE}' must be 'auto', 'silhouette' or a "
+                "scikit-learn scorer name (see sklearn.metrics.get_scorer_names()). "
+                f"Got {self.scoring!r} instead."
+            )
+
+
+def get_family(family: str, task: str) -> ModelFamily:
+    """Return the model family ``family`` (or the default for ``"auto"``) of ``task``.
+
+    Raises
+    ------
+    InvalidParameterError
+        When the task is unknown or has no such family (``ridge`` for classification, say).
+    """
+    _check_task(task)
+    name = DEFAULT_FAMILY[task] if family == "auto" else family
+    choices = FAMILIES[task]
+    if name not in choices:
+        accepted = ", ".join(repr(c) for c in ("auto", *choices))
+        raise InvalidParameterError(
+            f"The 'family' parameter of stage '{_STAGE}' must be one of {accepted} for a "
+            f"{task} task. Got {family!r} instead."
+        )
+    return choices[name]
+
+
+def make_estimator(
+    family: str, task: str, *, seed: int, class_weight: str = "none"
+) -> BaseEstimator:
+    """Return a fresh unfitted estimator of ``family`` for ``task``, seeded with ``seed``.
+
+    ``class_weight`` is the train stage's parameter (``"none"`` or ``"balanced"``).
+    """
+    weight = None if class_weight == "none" else class_weight
+    return get_family(family, task).make_estimator(seed, weight)
+
+
+def resolve_search(search: str, n_rows: int) -> str:
+    """Return the search strategy ``search`` stands for with ``n_rows`` training rows.
+
+    ``"auto"`` is successive halving from :data:`HALVING_ROWS` rows (each round gives the best
+    third of the candidates three times more rows, so poor settings cost little), and random
+    search below, where every candidate on all rows is cheap anyway.
+    """
+    if search != "auto":
+        return search
+    return "halving" if n_rows >= HALVING_ROWS else "random"
+
+
+def resolve_scoring(scoring: str, task: str, y: pd.Series | None) -> str:
+    """Return the concrete scorer name that ``scoring`` (``"auto"``, ``"silhouette"`` or a
+    scikit-learn scorer name) stands for; ``y`` tells binary from multiclass classification.
+
+    Raises
+    ------
+    InvalidParameterError
+        When the scorer does not suit the task (a supervised scorer for clustering, or
+        silhouette for a supervised task).
+    """
+    _check_task(task)
+    if scoring == "auto":
+        if task == "clustering":
+            return "silhouette"
+        if task == "regression":
+            return "neg_root_mean_squared_error"
+        binary = y is None or pd.Series(y).nunique(dropna=True) <= 2
+        return "roc_auc" if binary else "f1_macro"
+    if (scoring == "silhouette") != (task == "clustering"):
+        expected = "'auto' or 'silhouette'" if task == "clustering" else "a supervised scorer"
+        raise InvalidParameterError(
+            f"The 'scoring' parameter of stage '{_STAGE}' must be {expected} for a {task} "
+            f"task. Got {scoring!r} instead."
+        )
+    return scoring
+
+
+def silhouette_scorer(estimator: BaseEstimator, X: Any, y: Any = None) -> float:
+    """Score a fitted clustering pipeline by the silhouette of its clusters; ``y`` is ignored.
+
+    The silhouette is computed on the features the clustering step sees (after ``preprocess``
+    and ``select``), on a seeded sample of at most 2,000 rows. A single cluster scores -1.
+    """
+    features = estimator[:-1].transform(X) if isinstance(estimator, Pipeline) else X
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    labels = final.predict(features)
+    if len(np.unique(labels)) < 2 or len(labels) < 3:
+        return -1.0
+    sample = min(len(labels), _SILHOUETTE_SAMPLE)
+    return float(silhouette_score(features, labels, sample_size=sample, random_state=0))
+
+
+def get_scorer(scoring: str) -> Any:
+    """Return a scorer callable ``scorer(estimator, X, y)`` for a resolved scorer name."""
+    if scoring == "silhouette":
+        return silhouette_scorer
+    return _sklearn_get_scorer(scoring)
+
+
+def build_pipeline(
+    preprocessor: Any, selector: Any, estimator: BaseEstimator, *, creator: Any = "passthrough"
+) -> Pipeline:
+    """Chain the parts of an nbtools model into one unfitted pipeline.
+
+    ``creator`` comes from ``features.FeatureCreator``, ``preprocessor`` from
+    ``cleaning.build_preprocessor``, ``selector`` from ``features.build_selector`` and
+    ``estimator`` from :func:`make_estimator`; the steps are named ``create``, ``preprocess``,
+    ``select`` and ``model``. With the feature creation inside, the model takes the cleaned
+    columns as they are, so a served model needs no feature code on the client side.
+    """
+    return Pipeline(
+        [
+            ("create", creator),
+            ("preprocess", preprocessor),
+            ("select", selector),
+            ("model", estimator),
+        ]
+    )
+
+
+def search(
+    pipeline: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series | None,
+    params: TrainParams,
+    *,
+    task: str,
+    seed: int,
+    on_candidate: Callable[[Candidate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    refit: bool = True,
+    cv: Any = None,
+    groups: Any = None,
+    deadline: float | None = None,
+) -> GridSearchCV | RandomizedSearchCV | HalvingRandomSearchCV:
+    """Tune the ``model`` step of ``pipeline`` by cross-validation, then refit the best on all of X.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        From :func:`build_pipeline`; its ``model`` step must belong to ``params.family``.
+    X, y : pandas.DataFrame, pandas.Series or None
+        The training split only (the test split must never reach a fit); ``y`` is ``None`` for
+        clustering.
+    params : TrainParams
+        Family, search strategy, budget, folds, scoring and parallelism.
+    task : str
+        ``"classification"``, ``"regression"`` or ``"clustering"``.
+    seed : int
+        Seeds the folds (stratified for classification) and the candidate draws.
+    on_candidate : callable, optional
+        Called with a :class:`~nbtools.ml.tuning.Candidate` after each candidate.
+    should_stop : callable, optional
+        Checked before each candidate; True stops the search with ``SearchCancelledError``.
+    refit : bool, default=True
+        Refit the best candidate on all of ``X`` (a preview may skip it).
+    cv : cross-validation splitter, optional
+        The folds, as :func:`nbtools.ml.model_choice.cv_splitter` makes them to follow the
+        split strategy (group or time); by default shuffled folds, stratified for
+        classification.
+    groups : array-like, optional
+        The group of each row, for a group splitter.
+    deadline : float, optional
+        A ``time.monotonic()`` instant: candidates after it are not started, and the search
+        ends with the best so far (``stopped_early_`` is then True). At least one candidate
+        always runs.
+
+    Returns
+    -------
+    GridSearchCV, RandomizedSearchCV or HalvingRandomSearchCV
+        Fitted; ``best_estimator_`` is the pipeline refitted on all of ``X``.
+
+    Raises
+    ------
+    InvalidParameterError
+        When a parameter is invalid or does not suit the task, the pipeline or the data (more
+        folds than rows of the rarest class).
+    SearchCancelledError
+        When ``should_stop`` returned True.
+    """
+    params.validate(task)
+    family = get_family(params.family, task)
+    strategy = resolve_search(params.search, len(X))
+    if strategy == "none":
+        raise InvalidParameterError(
+            f"The 'search' parameter of stage '{_STAGE}' is 'none': there is nothing to search. "
+            "Fit the pipeline as it is, or choose 'auto', 'grid', 'random' or 'halving'."
+        )
+    model = pipeline.named_steps.get("model")
+    expected = type(family.make_estimator(seed))
+    if type(model) is not expected:
+        raise InvalidParameterError(
+            f"The 'model' step of the pipeline must be a {expected.__name__} for family "
+            f"'{family.name}'. Got {type(model).__name__} instead; build it with "
+            f"make_estimator({params.family!r}, {task!r}, seed=...)."
+        )
+    if cv is None:
+        folds = StratifiedKFold if task == "classification" else KFold
+        cv = folds(params.cv_folds, shuffle=True, random_state=seed)
+    if task == "classification" and y is not None and "Stratified" in type(cv).__name__:
+        counts = pd.Series(y).value_counts()
+        if counts.min() < params.cv_folds:
+            raise InvalidParameterError(
+                f"The 'cv_folds' parameter of stage '{_STAGE}' must not exceed the training rows "
+                f"of the rarest class: class {counts.idxmin()!r} has {counts.min()}. "
+                f"Got {params.cv_folds} instead."
+            )
+    common: dict[str, Any] = {
+        "scoring": get_scorer(resolve_scoring(params.scoring, task, y)),
+        "cv": cv,
+        "n_jobs": params.n_jobs,
+        "error_score": "raise",
+        "refit": refit,
+        "on_candidate": on_candidate,
+        "should_stop": should_stop,
+        "deadline": deadline,
+    }
+    space = family.search_space(strategy, params.space)
+    if strategy == "random":
+        common |= {"n_iter": params.n_iter, "random_state": seed}
+    elif strategy == "halving":
+        # n_iter candidates on few rows, the best third moves on to three times more
+        common |= {"n_candidates": params.n_iter, "min_resources": "exhaust", "random_state": seed}
+    searcher = stepwise_searcher(strategy, pipeline, space, **common)
+    with threadpool_limits(1):  # threads in small fits mostly spin-wait: n_jobs runs fits instead
+        searcher.fit(X, y, groups=groups)
+    return searcher
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def best_params(fitted_search: Any) -> dict[str, Any]:
+    """Return the best hyperparameters, without the ``model__`` prefix, as plain Python values."""
+    return {
+        name.removeprefix("model__"): _plain(value)
+        for name, value in fitted_search.best_params_.items()
+    }
+
+
+def search_results(fitted_search: Any) -> pd.DataFrame:
+    """Return a tidy table of a fitted search: one row per candidate (and halving round).
+
+    Columns: ``rank``, ``mean_score``, ``std_score``, ``mean_fit_seconds``, for halving search
+    ``iteration`` and ``n_resources`` (training rows used), then the tuned hyperparameters
+    (without ``model__``). Best first; for halving the last round first, as scores on fewer rows
+    are not comparable. Greater is better, as in scikit-learn (RMSE appears negated).
+    """
+    raw = fitted_search.cv_results_
+    names = {"rank": "rank_test_score", "mean_score": "mean_test_score"}
+    names |= {"std_score": "std_test_score", "mean_fit_seconds": "mean_fit_time"}
+    table = pd.DataFrame({name: raw[key] for name, key in names.items()})
+    order = ["mean_score"]
+    if "iter" in raw:
+        table["iteration"] = raw["iter"]
+        table["n_resources"] = raw["n_resources"]
+        order = ["iteration", "mean_score"]
+    for key in raw:
+        if key.startswith("param_"):
+            values = [_plain(v) for v in np.ma.filled(raw[key].astype(object), None)]
+            has_none = any(v is None for v in values)  # keep None visible, not NaN
+            column = pd.Series(values, dtype=object) if has_none else pd.Series(values)
+            table[key.removeprefix("param_model__")] = column
+    table = table.sort_values(order, ascending=False, kind="stable").reset_index(drop=True)
+    if "iter" in raw:
+        table["rank"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def pip_requirements() -> list[str]:
+    """Return the pinned requirements of a logged model: fast (MLflow infers them in seconds)."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_REQUIREMENTS]
+
+
+def model_input(X: pd.DataFrame) -> pd.DataFrame:
+    """Return ``X`` with integer columns as float64, the types a logged model's signature declares.
+
+    Integer columns cannot hold missing values, so the signature declares them as doubles; a
+    pandas DataFrame passed to ``mlflow.pyfunc`` predict must then carry float64 there too
+    (JSON requests to a served model are converted automatically).
+    """
+    integers = {c: "float64" for c in X.columns if pd.api.types.is_integer_dtype(X[c].dtype)}
+    return X.astype(integers) if integers else X
+
+
+#: Rows a model's signature is inferred from, besides one row per column that has missing values.
+SIGNATURE_ROWS = 1000
+
+
+def signature_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows a logged model's signature is inferred from.
+
+    MLflow declares a column optional only when the example has a missing value in it, and
+    inferring from every training row costs a prediction on each. The first
+    :data:`SIGNATURE_ROWS` rows, plus the first row with a missing value of each column that has
+    one, give the same signature at a fraction of the cost.
+    """
+    head = X.head(SIGNATURE_ROWS)
+    missing = X.isna()
+    extra = sorted(
+        {
+            int(missing[column].to_numpy().argmax())
+            for column in X.columns
+            if missing[column].any() and not head[column].isna().any()
+        }
+    )
+    return pd.concat([head, X.iloc[extra]]) if extra else head
+
+
+def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None) -> dict[str, Any]:
+    from mlflow.models import infer_signature
+
+    metadata = {"nbtools_version": importlib.metadata.version("nbtools")}
+    if task is not None:
+        _check_task(task)
+        metadata["task"] = task
+    example = model_input(signature_rows(X_example))
+    return {
+        "signature": infer_signature(example, pipeline.predict(example)),
+        "input_example": example.head(5),
+        "pip_requirements": pip_requirements(),
+        "serialization_format": "cloudpickle",
+        "metadata": metadata,
+    }
+
+
+class _DeliberateCloudpickle(logging.Filter):
+    """Drops MLflow's warning on every cloudpickle save: nbtools chooses the format on purpose.
+
+    skops would refuse nbtools' own transformers, and MLflow 3 gates skops and pickle loading
+    behind the same switch, since both read their allow-list from the model itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pickle or cloudpickle format" not in record.getMessage()
+
+
+logging.getLogger("mlflow.sklearn").addFilter(_DeliberateCloudpickle())
+
+
+def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:
+    """Log a fitted pipeline as an MLflow model of the active run and return its model URI.
+
+    The model carries a signature inferred from ``X_example`` (integer columns declared as
+    doubles so that missing values are accepted), the first five rows as input example, and
+    explicit pinned requirements (:func:`pip_requirements`). It is serialised with cloudpickle:
+    skops refuses nbtools' own transformers, and models are loaded only from our own registry.
+    Through ``mlflow.pyfunc`` a classifier predicts labels, a regressor values and a clustering
+    model cluster ids.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The fitted model pipeline.
+    X_example : pandas.DataFrame
+        Training features to infer the signature from (:func:`signature_rows` picks the rows).
+    task : str
+        Stored in the model's metadata.
+
+    Returns
+    -------
+    str
+        The logged model's URI (``models:/m-...``), loadable with ``mlflow.pyfunc.load_model``.
+    """
+    import mlflow.sklearn
+
+    info = mlflow.sklearn.log_model(
+        pipeline, name="model", **_model_kwargs(pipeline, X_example, task)
+    )
+    return info.model_uri
+
+
+def save_model(
+    pipeline: Pipeline, path: str | Path, X_example: pd.DataFrame, *, task: str | None = None
+) -> Path:
+    """Save a fitted pipeline as an MLflow model folder, exactly as :func:`log_model` logs it.
+
+    ``path`` is the folder to write, typically ``stage.output("model")``; the other parameters
+    are those of :func:`log_model`. An MLflow model already saved there (a re-run of the stage)
+    is replaced; any other non-empty folder is left alone and MLflow refuses to write there.
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder, loadable with ``mlflow.sklearn.load_model`` or ``mlflow.pyfunc``.
+    """
+    import mlflow.sklearn
+
+    path = Path(path)
+    if (path / "MLmodel").is_file():
+        shutil.rmtree(path)
+    mlflow.sklearn.save_model(pipeline, str(path), **_model_kwargs(pipeline, X_example, task))
+    return path

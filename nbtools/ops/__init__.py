@@ -1,0 +1,12 @@
+"""Operations: what happens to a model after training.
+
+- :mod:`~nbtools.ops.registry`: the MLflow model registry, the champion and the deploy gate;
+- :mod:`~nbtools.ops.shipping`: a registered model as a self-contained folder or image;
+- :mod:`~nbtools.ops.predictions`: the log of every prediction a served model made;
+- :mod:`~nbtools.ops.monitoring`: drift and performance decay of new data, window by window;
+- :mod:`~nbtools.ops.retraining`: a monitoring check that retrains and redeploys on a breach;
+- :mod:`~nbtools.ops.simulation`: drifted demo data for teaching and testing monitoring.
+
+Operations sit on top of the engine (:mod:`nbtools.runner`) and the ML library
+(:mod:`nbtools.ml`); only the faces (command line, Jupyter, panels, serving) sit above them.
+"""

@@ -1,0 +1,482 @@
+"""Deployment on the MLflow model registry: register, gate against the champion, move aliases.
+
+The registry is driven by aliases only (stages are deprecated in MLflow):
+
+- ``challenger``: the latest version that went through the gate;
+- ``champion``: the version in service, ``models:/<name>@champion``, which serving follows.
+
+A deployment registers the new model, scores it and the current champion on the same rows
+(:func:`gate`), then moves the aliases (:func:`promote`): the new version always becomes the
+challenger, and becomes the champion as well when the gate promotes it, which it does when the
+lower confidence bound of its gain (a paired bootstrap on those rows) is above the margin, or
+when there is no champion yet. The decision is kept as tags on the
+new model version, so the registry itself says why each version was or was not promoted.
+
+Every function talks to the registry of the active MLflow tracking URI
+(:func:`mlflow.get_tracking_uri`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from nbtools.errors import InvalidParameterError, ModelRegistryError
+from nbtools.ml import bootstrap, evaluation
+from nbtools.ml.bootstrap import GainInterval
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_PREFIX = "nbtools.gate."
+
+_LOWER_IS_BETTER = {"rmse", "mae"}
+_MAX_TAG_LENGTH = 5000
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The outcome of the champion/challenger gate.
+
+    Parameters
+    ----------
+    promoted : bool
+        Whether the challenger should become the champion.
+    challenger_score : float
+        The challenger's ``metric`` on the gate rows.
+    champion_score : float or None
+        The champion's ``metric`` on the same rows; None when there is no usable champion.
+    metric : str
+        The deciding metric.
+    reason : str
+        One or two sentences saying why, with the scores, the gain and its bound.
+    greater_is_better : bool, default=True
+        Direction of ``metric``.
+    margin : float, default=0.0
+        The smallest gain worth a swap, in the metric's units: the gain's lower confidence
+        bound had to exceed it.
+    champion_version : str or None, default=None
+        Registry version of the champion it was compared with.
+    gain : float or None, default=None
+        Challenger minus champion, signed so that positive means better.
+    gain_lower : float or None, default=None
+        One-sided lower confidence bound of the gain (paired bootstrap on the gate rows).
+    confidence : float or None, default=None
+        Level of ``gain_lower``.
+    gate_rows : int or None, default=None
+        Rows both models were scored on.
+    resamples : int or None, default=None
+        Bootstrap samples behind ``gain_lower``.
+    interval : GainInterval or None, default=None
+        The bootstrap itself (its gains, for a plot); not part of :meth:`to_dict`.
+    """
+
+    promoted: bool
+    challenger_score: float
+    champion_score: float | None
+    metric: str
+    reason: str
+    greater_is_better: bool = True
+    margin: float = 0.0
+    champion_version: str | None = None
+    gain: float | None = None
+    gain_lower: float | None = None
+    confidence: float | None = None
+    gate_rows: int | None = None
+    resamples: int | None = None
+    interval: GainInterval | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as a JSON-serialisable dict (undefined scores become None)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "interval"}
+        for key in ("challenger_score", "champion_score", "gain", "gain_lower"):
+            if out[key] is not None and not math.isfinite(out[key]):
+                out[key] = None
+        return out
+
+
+def register(model_uri: str, model_name: str, *, tags: Mapping[str, Any] | None = None) -> str:
+    """Register a logged model as a new version of ``model_name``.
+
+    Parameters
+    ----------
+    model_uri : str
+        URI of the logged model, such as ``models:/m-...`` (the train stage's ``model_uri``).
+    model_name : str
+        Name of the registered model; created on first use.
+    tags : mapping, optional
+        Tags of the new version (values are turned into strings), e.g. the dataset hash.
+
+    Returns
+    -------
+    str
+        The new version number.
+
+    Raises
+    ------
+    ModelRegistryError
+        If MLflow cannot register the model (unknown URI, unreachable registry).
+    """
+    try:
+        version = mlflow.register_model(
+            model_uri, model_name, tags={k: str(v) for k, v in (tags or {}).items()}
+        )
+    except MlflowException as exc:
+        raise ModelRegistryError(
+            f"Cannot register the model at '{model_uri}' as '{model_name}' in the registry at "
+            f"{mlflow.get_tracking_uri()}: {exc.message}"
+        ) from exc
+    return str(version.version)
+
+
+def champion_version(model_name: str) -> ModelVersion | None:
+    """Return the version holding the ``champion`` alias, or None when there is none yet.
+
+    Parameters
+    ----------
+    model_name : str
+        Name of the registered model; an unknown name has no champion.
+    """
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = model.aliases.get(CHAMPION)
+    return None if version is None else client.get_model_version(model_name, str(version))
+
+
+def load_champion(
+    model_name: str, *, replace_broken: bool = False
+) -> tuple[str | None, Any | None]:
+    """Load the champion as a scikit-learn model, from ``models:/<model_name>@champion``.
+
+    Parameters
+    ----------
+    model_name : str
+        Name of the registered model.
+    replace_broken : bool, default=False
+        What to do with a champion that cannot be loaded (artifacts deleted, a library it needs
+        missing): False raises; True warns and returns its version without a model, so that
+        :func:`gate` lets the challenger replace it.
+
+    Returns
+    -------
+    version : str or None
+        The champion's version; None when there is no champion.
+    model : estimator or None
+        The loaded model; None when there is no champion or it is broken and replaced.
+
+    Raises
+    ------
+    ModelRegistryError
+        If the champion cannot be loaded and ``replace_broken`` is False.
+    """
+    champion = champion_version(model_name)
+    if champion is None:
+        return None, None
+    version = str(champion.version)
+    try:
+        return version, mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
+    except Exception as exc:  # any failure to unpickle or fetch makes the champion unusable
+        problem = (
+            f"The champion of model '{model_name}' (version {version}) cannot be loaded: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        if not replace_broken:
+            raise ModelRegistryError(
+                f"{problem}. Repair or delete that version, or let the new model replace it "
+                "with replace_broken=True (the deploy stage's replace_broken_champion=True)."
+            ) from exc
+        warnings.warn(f"{problem}. It is treated as absent, as requested.", stacklevel=2)
+        return version, None
+
+
+def gate(
+    challenger_model: Any,
+    champion_model: Any | None,
+    X_test: pd.DataFrame,
+    y_test: pd.Series | None,
+    *,
+    task: str,
+    metric: str | None = None,
+    greater_is_better: bool | None = None,
+    margin: float = 0.0,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    champion_version: str | None = None,
+    replace_broken: bool = False,
+) -> GateDecision:
+    """Score the challenger and the champion on the same rows and decide on promotion.
+
+    A few hundred rows move a score by a few hundredths by chance, so a higher score alone
+    proves little. The gate bootstraps the gain on the gate rows (:func:`~nbtools.ml.
+    bootstrap.paired_gain`: ``resamples`` seeded resamples, both models scored on each) and
+    promotes the challenger only when the gain's one-sided lower confidence bound is above
+    ``margin``. A challenger that is merely as good, or better by less than the noise, is kept
+    out. It is promoted without a comparison when there is no champion, and never when its
+    own score is undefined (NaN).
+
+    Parameters
+    ----------
+    challenger_model : estimator
+        The new fitted model.
+    champion_model : estimator or None
+        The current champion (:func:`load_champion`); None when there is none.
+    X_test : DataFrame
+        Gate rows, the same for both models. Each model gets the columns it was fitted on
+        (``feature_names_in_``), so extra columns such as dates or ids do no harm.
+    y_test : Series or None
+        Their target; None for clustering.
+    task : str
+        ``"classification"``, ``"regression"`` or ``"clustering"``.
+    metric : str, optional
+        One of the task's metrics (``roc_auc``, ``f1``, ``accuracy``, ``precision``,
+        ``recall``; ``rmse``, ``mae``, ``r2``; ``silhouette``); by default the task's primary
+        metric (:func:`nbtools.ml.evaluation.primary_metric`).
+    greater_is_better : bool, optional
+        Direction of ``metric``; by default False for ``rmse`` and ``mae``, True otherwise.
+    margin : float, default=0.0
+        The smallest gain worth a swap, in the metric's units. The gain's lower confidence
+        bound must exceed it: 0 asks for a gain that is real, 0.01 for one that is surely
+        larger than 0.01.
+    confidence : float, default=0.95
+        Level of the one-sided lower bound, in (0.5, 1).
+    resamples : int, default=1000
+        Bootstrap samples (at least 100).
+    seed : int, default=0
+        Seed of the bootstrap (the deploy stage passes the pipeline's seed).
+    champion_version : str, optional
+        The champion's registry version, reported in the decision. With ``champion_model``
+        None it means the champion exists but could not be loaded.
+    replace_broken : bool, default=False
+        What to do when the champion fails to score the gate rows (its input columns differ
+        from the new pipeline's, say): False raises; True lets the challenger replace it.
+
+    Returns
+    -------
+    GateDecision
+
+    Raises
+    ------
+    ModelRegistryError
+        If the champion cannot score the gate rows and ``replace_broken`` is False.
+    InvalidParameterError
+        If the task, metric, margin, confidence or resamples is invalid.
+    """
+    if not margin >= 0:
+        raise InvalidParameterError(
+            f"The margin must be a float in the range [0, inf). Got {margin!r} instead."
+        )
+    binary = task == "classification" and _n_classes(challenger_model, y_test) == 2
+    primary, default_direction = evaluation.primary_metric(task, binary)
+    if metric is None:
+        metric = primary
+    elif metric not in bootstrap.METRICS[task]:
+        raise InvalidParameterError(
+            f"The metric '{metric}' is not among the {task} metrics "
+            f"({', '.join(bootstrap.METRICS[task])})."
+        )
+    else:
+        default_direction = metric not in _LOWER_IS_BETTER
+    direction = default_direction if greater_is_better is None else greater_is_better
+
+    challenger = bootstrap.row_scores(
+        challenger_model, _model_view(challenger_model, X_test), y_test, metric=metric
+    )
+    champion = None
+    problem = None
+    if champion_model is not None:
+        try:
+            champion = bootstrap.row_scores(
+                champion_model, _model_view(champion_model, X_test), y_test, metric=metric
+            )
+        except Exception as exc:  # the champion is unusable on this data, whatever the cause
+            problem = f"cannot score the test data ({type(exc).__name__}: {exc})"
+            if not replace_broken:
+                raise ModelRegistryError(
+                    f"The champion (version {champion_version or 'unknown'}) {problem}. Its "
+                    "input columns may differ from the new model's. Let the new model replace "
+                    "it with replace_broken=True (the deploy stage's "
+                    "replace_broken_champion=True)."
+                ) from exc
+    elif champion_version is not None:
+        problem = "could not be loaded"
+
+    score = challenger.value()
+    champion_score = None if champion is None else champion.value()
+    decision = GateDecision(
+        promoted=True,
+        challenger_score=score,
+        champion_score=champion_score,
+        metric=metric,
+        reason="",
+        greater_is_better=direction,
+        margin=margin,
+        champion_version=champion_version,
+    )
+    if math.isnan(score):
+        reason = f"The challenger's {metric} is undefined (NaN); it cannot be promoted."
+        return replace(decision, promoted=False, reason=reason)
+    if champion is None or champion_score is None:
+        reason = f"There is no champion {metric} to beat; the challenger scores {score:.4f}."
+        if problem is not None:
+            replaced = f"The champion (version {champion_version}) {problem}; it is replaced."
+            reason = f"{replaced} {reason}"
+        return replace(decision, reason=reason)
+    if math.isnan(champion_score):
+        reason = f"The champion's {metric} is undefined (NaN); the challenger replaces it."
+        return replace(decision, reason=reason)
+    interval = bootstrap.paired_gain(
+        challenger,
+        champion,
+        greater_is_better=direction,
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+    )
+    promoted = interval.lower > margin
+    return replace(
+        decision,
+        promoted=promoted,
+        reason=_reason(metric, score, champion_score, interval, margin, promoted),
+        gain=interval.gain,
+        gain_lower=interval.lower,
+        confidence=confidence,
+        gate_rows=interval.rows,
+        resamples=interval.resamples,
+        interval=interval,
+    )
+
+
+def _reason(
+    metric: str,
+    score: float,
+    champion_score: float,
+    interval: GainInterval,
+    margin: float,
+    promoted: bool,
+) -> str:
+    level = f"{interval.confidence:.0%}"
+    head = (
+        f"Challenger {metric} {score:.4f} vs champion {champion_score:.4f}: gain "
+        f"{interval.gain:+.4f}, {level} lower bound {interval.lower:+.4f} (one-sided, paired "
+        f"bootstrap of {interval.rows:,} rows, {interval.resamples:,} resamples)"
+    )
+    if promoted:
+        return f"{head} is above the margin {margin:g}: the gain is real."
+    if interval.gain < 0:
+        return f"{head}: the challenger is worse; the champion stays."
+    if interval.gain <= margin:
+        return f"{head}; the gain is not above the margin {margin:g}."
+    return (
+        f"{head} is not above the margin {margin:g}: the gain is within the noise of "
+        f"{interval.rows:,} rows."
+    )
+
+
+def promote(model_name: str, version: str | int, decision: GateDecision) -> list[str]:
+    """Move the aliases after a gate decision and record the decision on the version.
+
+    The version always gets ``challenger``; it gets ``champion`` too when ``decision.promoted``.
+    The decision is stored as ``nbtools.gate.*`` tags of the version.
+
+    Parameters
+    ----------
+    model_name : str
+        Name of the registered model.
+    version : str or int
+        The version that went through the gate (from :func:`register`).
+    decision : GateDecision
+        The gate's decision for that version.
+
+    Returns
+    -------
+    list of str
+        The aliases the version holds afterwards, sorted.
+    """
+    client = MlflowClient()
+    version = str(version)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if decision.promoted:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    for key, value in decision.to_dict().items():
+        if value is not None:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            client.set_model_version_tag(
+                model_name, version, TAG_PREFIX + key, text[:_MAX_TAG_LENGTH]
+            )
+    return sorted(client.get_model_version(model_name, version).aliases)
+
+
+def version_history(model_name: str) -> pd.DataFrame:
+    """List the registered versions of a model with their aliases and gate decisions.
+
+    Parameters
+    ----------
+    model_name : str
+        Name of the registered model; an unknown name gives an empty table.
+
+    Returns
+    -------
+    DataFrame
+        One row per version, newest first, indexed by version: ``aliases``, ``promoted``,
+        ``metric``, ``score`` (its own), ``champion_score`` (what it was compared with) and
+        ``created``.
+    """
+    columns = ["aliases", "promoted", "metric", "score", "champion_score", "created"]
+    client = MlflowClient()
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    # Search results leave out the aliases; the registered model holds them.
+    aliases = client.get_registered_model(model_name).aliases if versions else {}
+    rows = []
+    for v in versions:
+        tags = v.tags or {}
+        held = sorted(a for a, number in aliases.items() if str(number) == str(v.version))
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ", ".join(held),
+                "promoted": tags.get(TAG_PREFIX + "promoted"),
+                "metric": tags.get(TAG_PREFIX + "metric"),
+                "score": _float(tags.get(TAG_PREFIX + "challenger_score")),
+                "champion_score": _float(tags.get(TAG_PREFIX + "champion_score")),
+                "created": pd.to_datetime(v.creation_timestamp, unit="ms"),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["version", *columns])
+    return table.sort_values("version", ascending=False).set_index("version")
+
+
+def _float(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def _model_view(model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """The columns a model was fitted on, when ``X`` has them all; else ``X`` unchanged.
+
+    Models trained on different feature sets can then be scored on the same test rows.
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if names is None or not isinstance(X, pd.DataFrame) or not set(names) <= set(X.columns):
+        return X
+    return X[list(names)]
+
+
+def _n_classes(model: Any, y: pd.Series | None) -> int:
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return len(classes)
+    return 0 if y is None else int(pd.Series(y).nunique())

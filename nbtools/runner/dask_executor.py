@@ -1,0 +1,101 @@
+"""Stages as tasks on a ``dask.distributed`` cluster.
+
+The runner keeps the record and the MLflow runs; each stage notebook executes as one task on a
+worker, in the worker's process (one task at a time: start workers with ``--nthreads 1``, since
+Papermill changes the working directory while it runs). A task whose worker dies is rescheduled
+on another worker by the scheduler; a stage that still cannot finish is recorded as failed. Run
+records and stage outputs are plain paths, so every worker must reach the project folder (one
+machine, or a shared file system). Dask is imported here only: a local run never pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from nbtools.errors import ClusterError
+
+#: Environment variable that hands the scheduler address to stage kernels (joblib's Dask backend).
+SCHEDULER_VARIABLE = "NBTOOLS_DASK_SCHEDULER"
+#: Seconds to wait for a scheduler to answer.
+CONNECT_TIMEOUT = 10
+
+
+class DaskStagePool(Executor):
+    """Submits stage executions to a Dask cluster as tasks.
+
+    A task whose worker dies is rescheduled on another worker by the scheduler (up to its
+    ``distributed.scheduler.allowed-failures``); a notebook that fails is not retried.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        Address of a running scheduler (``tcp://host:port``); ``None`` starts a local cluster
+        of ``workers`` single-threaded worker processes for the length of the run.
+    workers : int
+        Worker processes of a local cluster.
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached, or dask.distributed is not installed.
+    """
+
+    def __init__(self, scheduler: str | None, workers: int) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ClusterError(
+                "The dask executor needs dask.distributed, which is not installed. "
+                "Install it with `pip install 'nbtools[dask]'`."
+            ) from exc
+        self._cluster: Any = None
+        if scheduler is None:
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            scheduler = str(self._cluster.scheduler_address)
+        try:
+            self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"Cannot reach the Dask scheduler at '{scheduler}' within {CONNECT_TIMEOUT} s "
+                f"({exc}). Start one with `dask scheduler` and workers with "
+                "`dask worker ADDRESS --nthreads 1`, or drop --scheduler to start a local cluster."
+            ) from exc
+        self.address = str(self.client.scheduler.address)
+        self._executor = self.client.get_executor(pure=False)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` as a task on the cluster; return a standard future."""
+        future: Future[Any] = self._executor.submit(fn, *args, **kwargs)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop submitting, close the client, and stop the local cluster if one was started."""
+        self._executor.shutdown(wait=wait)
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def dask_joblib_backend(address: str) -> Any:
+    """Make joblib's Dask backend the default of this process, on the cluster at ``address``.
+
+    Called by a stage kernel, so that scikit-learn searches (``n_jobs``) fan out over the
+    cluster's workers without a change to the notebook.
+
+    Returns
+    -------
+    distributed.Client
+        The client the backend uses; keep it alive as long as the backend is used.
+    """
+    import joblib
+    from distributed import Client
+
+    client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=True)
+    # parallel_config is a context manager; entering it without leaving makes it the
+    # default for the rest of the kernel's life.
+    joblib.parallel_config(backend="dask", n_jobs=-1).__enter__()
+    return client
