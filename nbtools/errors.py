@@ -1,7 +1,11 @@
 """The nbtools error family.
 
 Every error a user can meet derives from :class:`NbtoolsError` and from the builtin it refines,
-so ``except ValueError`` keeps working for code that does not know nbtools.
+so ``except ValueError`` keeps working for code that does not know nbtools. Its ``exit_status``
+is the command line's exit status for that kind of error: 2 for bad input (a parameter, a
+pipeline file, a data source, a run id or a project the user named), 1 for work that failed (a
+stage, the cluster, the registry, a run that did not start). Messages name parameters, files and
+columns, never command-line options: the same errors reach notebooks, panels and the sidebar.
 """
 
 from __future__ import annotations
@@ -10,25 +14,38 @@ from __future__ import annotations
 class NbtoolsError(Exception):
     """Base class of every error raised by nbtools."""
 
+    #: The command line's exit status for this kind of error: the work failed.
+    exit_status = 1
 
-class PipelineSpecError(NbtoolsError, ValueError):
+
+class _BadInput(NbtoolsError):
+    """Errors about what the user gave, found before or without doing the work: exit status 2."""
+
+    exit_status = 2
+
+
+class PipelineSpecError(_BadInput, ValueError):
     """``pipeline.yaml`` or the stage notebooks it names do not describe a valid pipeline."""
 
 
-class InvalidParameterError(NbtoolsError, ValueError):
+class InvalidParameterError(_BadInput, ValueError):
     """A parameter has an unknown name, a wrong type or a value out of its range."""
 
 
-class DataSourceError(NbtoolsError, ValueError):
+class DataSourceError(_BadInput, ValueError):
     """A data source cannot be read, or its content is unusable (empty, malformed, wrong schema)."""
 
 
-class RunNotFoundError(NbtoolsError, LookupError):
+class RunNotFoundError(_BadInput, LookupError):
     """No run record has the requested run id."""
 
 
-class ProjectNotFoundError(NbtoolsError, FileNotFoundError):
+class ProjectNotFoundError(_BadInput, FileNotFoundError):
     """No ``pipeline.yaml`` was found in the given directory or its parents."""
+
+
+class ProjectExistsError(_BadInput, FileExistsError):
+    """A new project was asked for in a folder that already holds files."""
 
 
 class ModelRegistryError(NbtoolsError, RuntimeError):
@@ -70,11 +87,19 @@ class StageFailedError(NbtoolsError, RuntimeError):
         return (type(self), (self.stage, self.reason, self.cell_index, self.notebook))
 
 
+class RunStartError(NbtoolsError, RuntimeError):
+    """A run process stopped before writing its record; the message holds its last output."""
+
+
+class RunCancelledError(NbtoolsError, RuntimeError):
+    """A run was stopped on request before a stage it had scheduled could start."""
+
+
 class SearchCancelledError(NbtoolsError, RuntimeError):
     """A hyperparameter search was stopped on request before it tried every candidate."""
 
 
-class InvalidInputError(NbtoolsError, ValueError):
+class InvalidInputError(_BadInput, ValueError):
     """Model input does not fit the model: a missing, extra or unconvertible column, no rows.
 
     Parameters

@@ -22,9 +22,12 @@ EXPECTED = [
     "NbtoolsError",
     "Pipeline",
     "PipelineSpecError",
+    "ProjectExistsError",
     "ProjectNotFoundError",
+    "RunCancelledError",
     "RunNotFoundError",
     "RunResult",
+    "RunStartError",
     "SearchCancelledError",
     "Stage",
     "StageContext",
@@ -62,7 +65,9 @@ def test_every_error_class_a_user_can_meet_is_exported() -> None:
     classes = {
         name
         for name, value in vars(errors).items()
-        if inspect.isclass(value) and issubclass(value, errors.NbtoolsError)
+        if inspect.isclass(value)
+        and issubclass(value, errors.NbtoolsError)
+        and not name.startswith("_")
     }
     assert classes <= set(nbtools.__all__)
 
@@ -99,3 +104,18 @@ def test_what_the_stage_templates_call_of_the_ml_library_is_in_its_all() -> None
         if name not in importlib.import_module(f"nbtools.ml.{module}").__all__
     )
     assert not missing
+
+
+def test_the_exit_status_follows_the_kind_of_error() -> None:
+    bad_input = {
+        "DataSourceError",
+        "InvalidInputError",
+        "InvalidParameterError",
+        "PipelineSpecError",
+        "ProjectExistsError",
+        "ProjectNotFoundError",
+        "RunNotFoundError",
+    }
+    for name in nbtools.__all__:
+        if name.endswith("Error"):
+            assert getattr(nbtools, name).exit_status == (2 if name in bad_input else 1), name

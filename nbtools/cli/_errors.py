@@ -17,7 +17,11 @@ EXIT_BAD_INPUT = 2
 
 
 def reports_errors(command: F) -> F:
-    """Let a command's :class:`NbtoolsError` end it with its message and exit status 2."""
+    """Let a command's :class:`NbtoolsError` end it with its message and its kind's exit status.
+
+    Bad input (a parameter, pipeline file, data source, run id or project) ends with 2, as
+    click's usage errors do; work that failed (the cluster, the registry) with 1.
+    """
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -25,6 +29,6 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except NbtoolsError as exc:
             click.echo(f"Error: {exc}", err=True)
-            raise SystemExit(EXIT_BAD_INPUT) from exc
+            raise SystemExit(exc.exit_status) from exc
 
     return wrapper  # type: ignore[return-value]

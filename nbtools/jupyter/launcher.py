@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtools.errors import InvalidParameterError, RunNotFoundError
+from nbtools.errors import InvalidParameterError, RunNotFoundError, RunStartError
 from nbtools.pipeline.spec import Pipeline
 from nbtools.pipeline.stage_selection import select_stages
 from nbtools.records.history import process_alive, run_status
@@ -36,10 +36,6 @@ CANCEL_GRACE_SECONDS = 20.0
 START_SECONDS = 60.0
 _JOBS_DIR = Path(".nbtools") / "jobs"
 _REQUEST_KEYS = {"mode", "stage", "parameters", "profile", "resume"}
-
-
-class RunStartError(RuntimeError):
-    """A run process stopped before writing its record; the message holds its last output."""
 
 
 def run_arguments(pipeline: Pipeline, request: Mapping[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ import pyarrow.parquet
 from ruamel.yaml import YAML
 
 from nbtools.demo import make_churn
-from nbtools.errors import DataSourceError, InvalidParameterError, NbtoolsError
+from nbtools.errors import DataSourceError, InvalidParameterError, NbtoolsError, ProjectExistsError
 from nbtools.pipeline.spec import PIPELINE_FILE
 from nbtools.tables import load_source, redact_source, source_kind
 
@@ -66,8 +66,10 @@ def create_project(
 
     Raises
     ------
-    NbtoolsError
-        When the folder is not empty, the task is unknown or a target is missing.
+    ProjectExistsError
+        When the folder is not empty.
+    InvalidParameterError
+        When the task is unknown, or a data source comes without its target.
     DataSourceError
         When a local data file does not exist or cannot be read.
     InvalidParameterError
@@ -76,9 +78,11 @@ def create_project(
     """
     root = Path(directory).resolve()
     if root.exists() and any(root.iterdir()):
-        raise NbtoolsError(f"{root} is not empty. Choose a new folder for the project.")
+        raise ProjectExistsError(f"{root} is not empty. Choose a new folder for the project.")
     if task not in TASKS:
-        raise NbtoolsError(f"--task must be one of {', '.join(TASKS)}. Got {task!r} instead.")
+        raise InvalidParameterError(
+            f"The task of a new project must be one of {', '.join(TASKS)}. Got {task!r} instead."
+        )
     ingest = _ingest_parameters(data, target, task, table, query)
     templates = templates_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -109,15 +113,15 @@ def _ingest_parameters(
     if data is None:
         return {}
     if target is None and task != "clustering":
-        raise NbtoolsError(
-            "--target is required with --data: name the column to predict "
-            "(or use --task clustering)."
+        raise InvalidParameterError(
+            "A project on a data source needs its target: name the column to predict "
+            "(or make the task 'clustering')."
         )
     source = data
     if "://" not in data:
         path = Path(data).expanduser().resolve()
         if not path.is_file():
-            raise DataSourceError(f"Data file {path} does not exist. Check the --data path.")
+            raise DataSourceError(f"Data file {path} does not exist. Check the path.")
         source = str(path)
     parameters: dict[str, Any] = {"source": source, "target": target, "task": task}
     if table is not None:
@@ -215,7 +219,7 @@ def check_target(target: str, columns: list[str], source: str) -> None:
         close = difflib.get_close_matches(target.lower(), list(lowered), n=1, cutoff=0.6)
         nearest = lowered[close[0]] if close else None
     shown = ", ".join(columns[:30]) + (f" ... ({len(columns)} in all)" if len(columns) > 30 else "")
-    hint = f" Did you mean '{nearest}'? Use --target {nearest}." if nearest else ""
+    hint = f" Did you mean '{nearest}'?" if nearest else ""
     raise InvalidParameterError(
         f"The target column '{target}' is not in {redact_source(source)}.{hint} "
         f"Its columns: {shown}. Nothing was created."

@@ -202,7 +202,7 @@ def find_project(start: str | Path = ".") -> Path:
             return folder
     raise ProjectNotFoundError(
         f"No {PIPELINE_FILE} in {here} or its parents. Create a project with "
-        "`nbtools new DIR`, or pass --project DIR."
+        "`nbtools new DIR`, or name the folder that holds it."
     )
 
 

@@ -52,8 +52,9 @@ def select_stages(
         only = list(only)
         if start is not None or stop is not None:
             raise PipelineSpecError(
-                "--only cannot be combined with --from or --to. Got --only "
-                f"{', '.join(only)} with a range; use one or the other."
+                "Stages chosen one by one (only: "
+                f"{', '.join(only)}) cannot be combined with a range of stages (a first or a "
+                "last stage): use one or the other."
             )
         chosen = {pipeline.stage(name).name for name in only}
         return [n for n in names if n in chosen]
@@ -66,7 +67,7 @@ def select_stages(
         chosen &= {s.name for s in pipeline.upstream(pipeline.stage(stop).name)}
     if not chosen:
         raise PipelineSpecError(
-            f"No stage lies between --from {start} and --to {stop}: '{stop}' does not depend "
+            f"No stage lies between '{start}' and '{stop}': '{stop}' does not depend "
             f"on '{start}'. Stages in run order: {', '.join(names)}."
         )
     return [n for n in names if n in chosen]

@@ -23,7 +23,7 @@ from typing import Any
 
 import mlflow
 
-from nbtools.errors import NbtoolsError
+from nbtools.errors import PipelineSpecError
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
 from nbtools.records.runs import RECORDED_VALUES, WARNINGS, latest_outputs, stage_warnings
 from nbtools.records.tracking import Tracker, is_metric_value
@@ -78,12 +78,12 @@ class StageContext:
 
         Raises
         ------
-        NbtoolsError
+        PipelineSpecError
             When ``upstream`` is not one of this stage's declared inputs.
         """
         if upstream not in self.inputs:
             declared = ", ".join(self.inputs) or "none"
-            raise NbtoolsError(
+            raise PipelineSpecError(
                 f"Stage '{self.name}' does not read from '{upstream}'. Its inputs are: "
                 f"{declared}. Add '{upstream}' to its 'inputs' in pipeline.yaml."
             )

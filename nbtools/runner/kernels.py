@@ -24,6 +24,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import CaselessStrEnum, List, default
 
+from nbtools.errors import RunCancelledError
+
 KERNEL_NAME = "python3"
 #: What a kernel started ahead imports before its stage: most of a stage's fixed start-up time
 #: (pyplot alone costs about 1 s in a kernel, where it also sets up inline figures). Imported
@@ -146,7 +148,7 @@ class KernelPool:
             Whatever stopped the kernel from starting or answering within 60 s.
         """
         if self._closed:
-            raise RuntimeError("the run stopped before the stage's kernel started")
+            raise RunCancelledError("The run stopped before the stage's kernel started.")
         km: LocalKernelManager = self._run(_launch(cwd, dict(env)))
         with self._lock:
             self._taken.append(km)
