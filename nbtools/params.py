@@ -386,6 +386,16 @@ class _Declaration:
     choices: tuple[str, ...] | None
     in_cell: bool
 
+    def field(self) -> Any:
+        """A dataclass field with this default (copied for each instance) and declaration."""
+        metadata = {_METADATA_KEY: self}
+        if isinstance(self.default, list | dict):
+            default = self.default
+            return dataclasses.field(
+                default_factory=lambda: copy.deepcopy(default), metadata=metadata
+            )
+        return dataclasses.field(default=self.default, metadata=metadata)
+
 
 def param(
     default: Any,
@@ -420,18 +430,34 @@ def param(
     dataclasses.Field
         A field whose metadata holds the declaration.
     """
-    declaration = _Declaration(
-        default, help, range, None if choices is None else tuple(choices), in_cell
-    )
-    metadata = {_METADATA_KEY: declaration}
-    if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+    choices = None if choices is None else tuple(choices)
+    return _Declaration(default, help, range, choices, in_cell).field()
+
+
+def same_as(owner: type[StageParams], name: str) -> Any:
+    """Declare a field as the parameter ``name`` of another stage's declaration ``owner``.
+
+    The field takes that parameter's default, range or choices and help, and is left out of
+    this stage's parameters cell (the value comes from the other stage).
+
+    Returns
+    -------
+    dataclasses.Field
+        A field whose metadata holds the other stage's declaration.
+    """
+    found = {f.name: f for f in dataclasses.fields(cast(Any, owner))}[name]
+    declared: _Declaration = found.metadata[_METADATA_KEY]
+    return dataclasses.replace(declared, in_cell=False).field()
 
 
 def _annotation_kind(annotation: Any, name: str, owner: str) -> tuple[str, bool]:
     """Read ``int``, ``str | None``, ``list[str]``, ``dict[str, Any]`` as a kind and optionality."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if isinstance(annotation, str):
+        text = annotation
+    elif isinstance(annotation, type):
+        text = annotation.__name__
+    else:  # a union or a generic alias, outside ``from __future__ import annotations``
+        text = str(annotation).replace("typing.", "")
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError:

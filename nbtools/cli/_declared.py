@@ -1,10 +1,11 @@
-"""The built-in templates whose parameters cell is generated from a Python declaration.
+"""The built-in templates, each with the Python declaration its parameters cell is generated from.
 
-Each entry names a template of ``templates/`` and the :class:`~nbtools.params.StageParams`
-classes whose fields declare its parameters, in cell order. ``nbtools check`` compares each
-template's cell with :func:`~nbtools.params.render_parameters_cell` of its declaration, and
-``nbtools check --write-parameters`` rewrites the cells after a declaration changed. The other
-templates, and every stage a user writes, declare their parameters in the cell alone.
+Each entry names a template of ``templates/`` (all eight stages) and the
+:class:`~nbtools.params.StageParams` classes whose fields declare its parameters, in cell order.
+``nbtools check`` compares each template's cell with
+:func:`~nbtools.params.render_parameters_cell` of its declaration, and ``nbtools check
+--write-parameters`` rewrites the cells after a declaration changed. Every stage a user writes,
+and a project's copy of a template, declares its parameters in the cell alone.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from nbtools.ml.cleaning import CleaningParams
 from nbtools.ml.features import FeatureParams
 from nbtools.ml.modeling import TrainParams
 from nbtools.ml.splitting import SplitParams
+from nbtools.ml.stage_params import EvaluateParams, IngestParams
+from nbtools.ops.deploying import DeployParams
 from nbtools.ops.monitoring.check import MonitorInputs, MonitorPolicy
 from nbtools.params import StageParams, render_parameters_cell
 from nbtools.pipeline.project import templates_dir
 
 #: Template notebook name to the classes that declare its parameters cell, in cell order.
 DECLARATIONS: dict[str, tuple[type[StageParams], ...]] = {
+    "01_ingest.ipynb": (IngestParams,),
     "02_clean.ipynb": (CleaningParams,),
     "03_split.ipynb": (SplitParams,),
     "04_features.ipynb": (FeatureParams,),
     "05_train.ipynb": (TrainParams,),
+    "06_evaluate.ipynb": (EvaluateParams,),
+    "07_deploy.ipynb": (DeployParams,),
     "08_monitor.ipynb": (MonitorInputs, MonitorPolicy),
 }
 

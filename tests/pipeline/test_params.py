@@ -12,6 +12,8 @@ import pytest
 
 from nbtools.cli._declared import declared_cells, write_declared_cells
 from nbtools.errors import InvalidParameterError, PipelineSpecError
+from nbtools.ops.deploying import DeployParams
+from nbtools.ops.monitoring.check import MonitorPolicy
 from nbtools.params import (
     RESERVED_NAMES,
     StageParams,
@@ -207,3 +209,13 @@ def test_check_names_the_declaration_and_the_line_where_a_template_cell_drifted(
     assert check_paths([folder], declared_cells(folder)) == []
     # A user's copy of a template declares its parameters in its cell alone.
     assert check_paths([notebook]) == []
+
+
+def test_a_setting_taken_from_another_stage_is_that_stages_declaration() -> None:
+    """The monitoring policy's margin is the deploy stage's: same range, same help, one cell."""
+    margin = MonitorPolicy.SCHEMA["margin"]
+
+    assert margin == DeployParams.SCHEMA["margin"]
+    assert margin.describe() == "a float in the range [0, 1]"
+    assert "margin" not in MonitorPolicy.CELL_PARAMETERS
+    assert "margin" in DeployParams.CELL_PARAMETERS

@@ -28,8 +28,9 @@ import pandas as pd
 
 from nbtools.errors import DataSourceError, ModelRegistryError
 from nbtools.ops import monitoring
+from nbtools.ops.deploying import DeployParams
 from nbtools.ops.predictions import META_COLUMNS, PREDICTION_COLUMN, PROBA_PREFIX, ROW_COLUMN
-from nbtools.params import StageParams, param
+from nbtools.params import StageParams, param, same_as
 from nbtools.pipeline.spec import Pipeline
 from nbtools.records.runs import load_run
 
@@ -139,13 +140,7 @@ class MonitorPolicy(StageParams):
         "the gate",
         range="(0, 1)",
     )
-    margin: float = param(
-        0.0,
-        help="smallest gain worth a swap, in the metric's units: the gain's lower confidence "
-        "bound must exceed it",
-        range="[0, 1]",
-        in_cell=False,
-    )
+    margin: float = same_as(DeployParams, "margin")
 
     STAGE: ClassVar[str] = "monitor"
 
