@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from nbtools.cli._errors import reports_errors
-from nbtools.cli._options import param_option, project_option
+from nbtools.cli._options import declared_options, param_option, project_option
+from nbtools.ops.monitoring.check import MonitorPolicy
 from nbtools.params import parse_assignment
 
 #: Exit status per finding (:data:`nbtools.ops.monitoring.check.FINDINGS`), least serious first.
@@ -55,39 +56,9 @@ def _fail_on(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[
     default=None,
     help="Late labels of logged predictions: request_id, request_row and the target column.",
 )
-@click.option("--every", default=None, help="Window length, e.g. 1D or 6h [default: one window].")
-@click.option("--alpha", type=float, default=None, help="False discovery rate of p-value tests.")
-@click.option("--min-rows", type=int, default=None, help="Fewest values to test a column.")
-@click.option("--share-threshold", type=float, default=None, help="Drift share of dataset drift.")
-@click.option("--wasserstein-threshold", type=float, default=None, help="Normed distance.")
-@click.option("--js-threshold", type=float, default=None, help="Jensen-Shannon distance.")
-@click.option(
-    "--missing-threshold", type=float, default=None, help="Rise of the missing share that drifts."
-)
-@click.option(
-    "--new-category-threshold", type=float, default=None, help="Share of unseen categories."
-)
-@click.option(
-    "--importance-rows", type=int, default=None, help="Rows to measure reliance on (0: skip)."
-)
-@click.option("--max-drop", type=float, default=None, help="Allowed drop of the deciding metric.")
-@click.option("--drift-windows", type=int, default=None, help="Consecutive drifted windows.")
+@declared_options(MonitorPolicy.SCHEMA, "monitor")
 @click.option(
     "--retrain/--no-retrain", default=False, show_default=True, help="Retrain on a breach."
-)
-@click.option(
-    "--retrain-data",
-    type=click.Choice(["reference+current", "current"]),
-    default=None,
-    help="What a retraining run learns from [default: the monitor stage's retrain_data].",
-)
-@click.option("--holdout", type=float, default=None, help="Newest share held out for the gate.")
-@click.option(
-    "--margin",
-    type=float,
-    default=None,
-    help="Gain the challenger must surely exceed: the bootstrap lower bound of its gain over "
-    "the champion must be above it (the deploy stage's margin).",
 )
 @click.option(
     "--fail-on",

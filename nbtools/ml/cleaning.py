@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nbtools.errors import InvalidParameterError
 from nbtools.ml.data import require_columns
 from nbtools.ml.encoding import MODEL_KINDS, NativeCategories, auto_encoding, target_encoder
-from nbtools.params import Parameter, StageParams
+from nbtools.params import StageParams, param
 
 __all__ = [
     "CHOICES",
@@ -73,103 +73,84 @@ _FITTING: dict[str, dict[str, tuple[str, ...]]] = {
     "datetime": {},
 }
 
-_SCHEMA = {
-    "drop_duplicates": Parameter("drop_duplicates", False, "bool"),
-    "drop_columns": Parameter("drop_columns", [], "list"),
-    "non_negative_columns": Parameter("non_negative_columns", [], "list"),
-    "fix_types": Parameter("fix_types", True, "bool"),
-    "numeric_imputation": Parameter(
-        "numeric_imputation", "median", "str", choices=("median", "mean", "constant")
-    ),
-    "numeric_fill_value": Parameter("numeric_fill_value", 0.0, "float"),
-    "categorical_imputation": Parameter(
-        "categorical_imputation", "most_frequent", "str", choices=("most_frequent", "constant")
-    ),
-    "categorical_fill_value": Parameter("categorical_fill_value", "missing", "str"),
-    "outliers": Parameter("outliers", "none", "str", choices=("none", "clip")),
-    "iqr_factor": Parameter(
-        "iqr_factor", 1.5, "float", low=0, high=None, low_inclusive=False, high_inclusive=False
-    ),
-    "encoding": Parameter(
-        "encoding", "auto", "str", choices=("auto", "onehot", "ordinal", "target")
-    ),
-    "max_categories": Parameter(
-        "max_categories", 20, "int", low=2, high=None, high_inclusive=False
-    ),
-    "scaling": Parameter("scaling", "standard", "str", choices=("standard", "none")),
-    "column_choices": Parameter("column_choices", {}, "dict"),
-}
-
 
 @dataclass
 class CleaningParams(StageParams):
     """The parameters of the clean stage.
 
-    Parameters
-    ----------
-    drop_duplicates : bool, default=False
-        Drop rows that repeat an earlier row exactly. Off by default: in a table with few
-        columns, identical rows are ordinary observations (two passengers of the same sex, age
-        and class). :func:`apply` counts them either way.
-    drop_columns : list of str, default=[]
-        Columns to drop (identifiers, free text, leaks).
-    non_negative_columns : list of str, default=[]
-        Numeric columns whose negative values are invalid: such rows are dropped.
-    fix_types : bool, default=True
-        Convert text columns holding only numbers to numbers, ISO dates to datetimes and
-        complete yes/no (y/n, true/false) columns other than the target to booleans.
-    numeric_imputation : {"median", "mean", "constant"}, default="median"
-        How the preprocessor fills missing numbers (learned on the training split).
-    numeric_fill_value : float, default=0.0
-        The fill value of ``numeric_imputation="constant"``.
-    categorical_imputation : {"most_frequent", "constant"}, default="most_frequent"
-        How the preprocessor fills missing categories.
-    categorical_fill_value : str, default="missing"
-        The fill value of ``categorical_imputation="constant"``.
-    outliers : {"none", "clip"}, default="none"
-        ``"clip"`` limits numbers to ``[Q1 - f * IQR, Q3 + f * IQR]`` of the training split.
-        Off by default: on a heavy-tailed column the fences clip the most informative values,
-        and tree models never need it. :func:`clipping_report` says what clipping changed.
-    iqr_factor : float, default=1.5
-        The factor ``f`` of the outlier bounds; must be > 0 (3.0 clips only extreme values).
-    encoding : {"auto", "onehot", "ordinal", "target"}, default="auto"
-        How categories become numbers. ``"auto"`` suits the model (see
-        :func:`build_preprocessor`): gradient boosting splits on categories natively, linear
-        models get one column per category, forests one integer code per column, and a column
-        with more levels than those encodings handle well gets its target mean, cross-fitted
-        (scikit-learn's ``TargetEncoder``). ``"onehot"`` and ``"ordinal"`` force that encoding
-        (grouping rare categories beyond ``max_categories``), ``"target"`` forces target means.
-    max_categories : int, default=20
-        With ``"onehot"`` and ``"ordinal"``: most categories kept per column, rarer ones are
-        grouped as "infrequent". With ``"auto"``: the most levels one-hot (linear models) and
-        ordinal codes (forests) take; a column with more is target-encoded. At least 2.
-    scaling : {"standard", "none"}, default="standard"
-        Standardise numeric columns to zero mean and unit variance.
-    column_choices : dict, default={}
-        Per-column choices that override the table-wide ones, as
-        ``{"zip": {"type": "categorical", "encoding": "ordinal"}, "age": {"imputation": "mean"}}``.
-        ``type`` (numeric, categorical, datetime) converts the column row by row in
-        :func:`apply`; ``imputation``, ``outliers`` and ``encoding`` go to the preprocessor and
-        must suit the column's kind (no outlier clipping for a category, say).
+    Each field is declared once with :func:`nbtools.params.param` (type, default, range or
+    choices, help); the schema, the template's parameters cell and the ``Parameters`` list
+    of this docstring are generated from the declarations.
     """
 
-    drop_duplicates: bool = False
-    drop_columns: list[str] = field(default_factory=list)
-    non_negative_columns: list[str] = field(default_factory=list)
-    fix_types: bool = True
-    numeric_imputation: str = "median"
-    numeric_fill_value: float = 0.0
-    categorical_imputation: str = "most_frequent"
-    categorical_fill_value: str = "missing"
-    outliers: str = "none"
-    iqr_factor: float = 1.5
-    encoding: str = "auto"
-    max_categories: int = 20
-    scaling: str = "standard"
-    column_choices: dict[str, dict[str, str]] = field(default_factory=dict)
+    drop_duplicates: bool = param(
+        False,
+        help="drop rows that repeat an earlier row exactly (they are counted either way)",
+    )
+    drop_columns: list[str] = param(
+        [],
+        help="columns to drop, e.g. identifiers, free text or leaks",
+    )
+    non_negative_columns: list[str] = param(
+        [],
+        help='numeric columns where a negative value marks an invalid row, e.g. ["tenure_months"]',
+    )
+    fix_types: bool = param(
+        True,
+        help="text holding numbers or ISO dates becomes numbers or dates; complete yes/no columns "
+        "become bool",
+    )
+    numeric_imputation: str = param(
+        "median",
+        help="how missing numbers are filled",
+        choices=("median", "mean", "constant"),
+    )
+    numeric_fill_value: float = param(
+        0.0,
+        help="the fill value when numeric_imputation is constant",
+    )
+    categorical_imputation: str = param(
+        "most_frequent",
+        help="how missing categories are filled",
+        choices=("most_frequent", "constant"),
+    )
+    categorical_fill_value: str = param(
+        "missing",
+        help="the fill value when categorical_imputation is constant",
+    )
+    outliers: str = param(
+        "none",
+        help="leave numbers as they are, or clip them to the IQR fences",
+        choices=("none", "clip"),
+    )
+    iqr_factor: float = param(
+        1.5,
+        help="fences at Q1 - f*IQR and Q3 + f*IQR (1.5 is Tukey's rule, 3 clips only far outliers)",
+        range="(0, inf)",
+    )
+    encoding: str = param(
+        "auto",
+        help="auto suits each column to the model the train stage fits (see the table above)",
+        choices=("auto", "onehot", "ordinal", "target"),
+    )
+    max_categories: int = param(
+        20,
+        help="most levels a one-hot or ordinal column keeps "
+        "(auto target-encodes a column with more)",
+        range="[2, inf)",
+    )
+    scaling: str = param(
+        "standard",
+        help="standardise numbers to mean 0 and standard deviation 1",
+        choices=("standard", "none"),
+    )
+    column_choices: dict[str, dict[str, str]] = param(
+        {},
+        help='per-column choices overriding the above, e.g. {"zip": {"type": "categorical"}, '
+        '"age": {"imputation": "mean", "outliers": "none"}}',
+    )
 
     STAGE: ClassVar[str] = _STAGE
-    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
     HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
     def check(self) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +35,7 @@ from sklearn.pipeline import Pipeline
 from nbtools.errors import InvalidParameterError
 from nbtools.ml.cleaning import column_types
 from nbtools.ml.selectors import CorrelationFilter, TopKSelector
-from nbtools.params import Parameter, StageParams
+from nbtools.params import StageParams, param
 
 __all__ = [
     "FeatureCreator",
@@ -78,66 +77,52 @@ _ALLOWED_NODES = (
     ast.UAdd,
 )
 
-_SCHEMA = {
-    "date_parts": Parameter("date_parts", True, "bool"),
-    "expressions": Parameter("expressions", {}, "dict"),
-    "selection": Parameter(
-        "selection", "none", "str", choices=("none", "kbest", "threshold", "model")
-    ),
-    "k": Parameter("k", 20, "int", low=1, high=None, high_inclusive=False),
-    "variance_threshold": Parameter(
-        "variance_threshold", 0.01, "float", low=0, high=None, high_inclusive=False
-    ),
-    "drop_correlated": Parameter(
-        "drop_correlated", 1.0, "float", low=0, high=1, low_inclusive=False
-    ),
-    "exclude_columns": Parameter("exclude_columns", [], "list"),
-}
-
 
 @dataclass
 class FeatureParams(StageParams):
     """The parameters of the features stage.
 
-    Parameters
-    ----------
-    date_parts : bool, default=True
-        Add ``<column>_year``, ``<column>_month`` and ``<column>_day_of_week`` for every datetime
-        column (the datetime column itself stays, for a time-ordered split).
-    expressions : dict of str to str, default={}
-        New numeric features as ``{"name": "expression"}``; an expression combines numeric
-        columns with ``+ - * / // % **``, numbers and parentheses. Names with spaces go in
-        backticks. Divisions by zero give missing values, imputed later.
-    selection : {"none", "kbest", "threshold", "model"}, default="none"
-        ``"kbest"``: the ``k`` features with the highest ANOVA F score against the target;
-        ``"model"``: the ``k`` features with the highest extra-trees importance;
-        ``"threshold"``: drop features whose variance is at most ``variance_threshold``;
-        ``"none"``: keep all. ``"kbest"`` and ``"model"`` need a target: for clustering they
-        keep all features. Off by default: discarding features is a choice to prove on the
-        validation split, not to make blind.
-    k : int, default=20
-        Features kept by ``"kbest"`` and ``"model"``; more than there are keeps all.
-    variance_threshold : float, default=0.01
-        Variance at or below which ``"threshold"`` drops a feature (after scaling numeric
-        features have variance 1; a one-hot column of a 1 % category has about 0.01).
-    drop_correlated : float, default=1.0
-        Of each pair of features with an absolute Pearson correlation above this, drop the
-        later one. In (0, 1]; 1 (the default) keeps all.
-    exclude_columns : list of str, default=[]
-        Columns (cleaned or created) the model leaves out, chosen by hand or by a rule in the
-        feature-selection panel. They stay available to ``expressions``.
+    Each field is declared once with :func:`nbtools.params.param` (type, default, range or
+    choices, help); the schema, the template's parameters cell and the ``Parameters`` list
+    of this docstring are generated from the declarations.
     """
 
-    date_parts: bool = True
-    expressions: dict[str, str] = field(default_factory=dict)
-    selection: str = "none"
-    k: int = 20
-    variance_threshold: float = 0.01
-    drop_correlated: float = 1.0
-    exclude_columns: list[str] = field(default_factory=list)
+    date_parts: bool = param(
+        True,
+        help="add year, month and day of the week of every date column",
+    )
+    expressions: dict[str, str] = param(
+        {},
+        help='new numeric features as {"name": "expression"}, e.g. {"charges_per_month": '
+        '"total_charges / (tenure_months + 1)"}',
+    )
+    selection: str = param(
+        "none",
+        help="how features are selected in the model pipeline (none keeps all)",
+        choices=("none", "kbest", "threshold", "model"),
+    )
+    k: int = param(
+        20,
+        help="features kept by kbest and model; more than there are keeps all",
+        range="[1, inf)",
+    )
+    variance_threshold: float = param(
+        0.01,
+        help="with selection threshold, drop features whose variance is at most this",
+        range="[0, inf)",
+    )
+    drop_correlated: float = param(
+        1.0,
+        help="drop one of two features whose absolute correlation exceeds this; 1 keeps all",
+        range="(0, 1]",
+    )
+    exclude_columns: list[str] = param(
+        [],
+        help="columns (cleaned or created) the model leaves out, e.g. chosen in the "
+        "feature-selection panel",
+    )
 
     STAGE: ClassVar[str] = _STAGE
-    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
     HANDOVER_KEYS: ClassVar[tuple[str, ...]] = _HANDOVER_KEYS
 
     def check(self) -> None:

@@ -26,7 +26,7 @@ import importlib.metadata
 import logging
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -57,7 +57,7 @@ from threadpoolctl import threadpool_limits
 
 from nbtools.errors import InvalidParameterError
 from nbtools.ml.tuning import Candidate, check_space, resolve_space, stepwise_searcher
-from nbtools.params import Parameter, StageParams
+from nbtools.params import StageParams, param
 
 __all__ = [
     "DEFAULT_FAMILY",
@@ -257,23 +257,6 @@ FAMILIES: dict[str, dict[str, ModelFamily]] = _families()
 #: Every family name any task accepts, plus ``auto``: the choices of the ``family`` parameter.
 FAMILY_NAMES = ("auto", *sorted({name for task in FAMILIES.values() for name in task}))
 
-_SCHEMA = {
-    "family": Parameter("family", "auto", "str", choices=FAMILY_NAMES),
-    "search": Parameter(
-        "search", "auto", "str", choices=("auto", "grid", "random", "halving", "none")
-    ),
-    "n_iter": Parameter("n_iter", 10, "int", low=1, high=1000),
-    "cv_folds": Parameter("cv_folds", 3, "int", low=2, high=20),
-    "scoring": Parameter("scoring", "auto", "str"),
-    "class_weight": Parameter("class_weight", "none", "str", choices=("none", "balanced")),
-    "time_budget": Parameter("time_budget", None, "float", optional=True),
-    "final_fit": Parameter(
-        "final_fit", "train+validation", "str", choices=("train+validation", "train")
-    ),
-    "n_jobs": Parameter("n_jobs", None, "int", optional=True),
-    "space": Parameter("space", {}, "dict"),
-}
-
 #: Training rows from which ``search="auto"`` uses successive halving instead of random search.
 HALVING_ROWS = 5_000
 
@@ -288,59 +271,64 @@ def _check_task(task: str) -> None:
 class TrainParams(StageParams):
     """The parameters of the train stage.
 
-    Parameters
-    ----------
-    family : str, default="auto"
-        Model family (see :data:`FAMILIES`); ``"auto"`` compares the candidates of
-        :data:`nbtools.ml.model_choice.AUTO_CANDIDATES` on the validation split and keeps the
-        best (:func:`nbtools.ml.model_choice.choose_model`).
-    search : {"auto", "grid", "random", "halving", "none"}, default="auto"
-        How the chosen family's hyperparameters are tuned: exhaustive grid search, random
-        search, successive halving over random candidates, or ``"none"`` (scikit-learn's
-        defaults). ``"auto"`` halves from :data:`HALVING_ROWS` training rows, else random.
-    n_iter : int, default=10
-        Candidates drawn by random and halving search (ignored by grid search); in [1, 1000].
-    cv_folds : int, default=3
-        Cross-validation folds on the training split; in [2, 20].
-    scoring : str, default="auto"
-        A scikit-learn scorer name, ``"silhouette"`` for clustering, or ``"auto"``: ROC AUC for
-        binary classification, macro F1 for multiclass, negative RMSE for regression and
-        silhouette for clustering.
-    class_weight : {"none", "balanced"}, default="none"
-        ``"balanced"`` weighs each class by the inverse of its frequency, which moves the
-        threshold-dependent metrics (precision, recall) towards the rare classes. A stated
-        choice, never searched silently; families without class weights ignore it.
-    time_budget : float or None, default=None
-        Seconds the family comparison and the search may take (the final fit comes on top).
-        A search that reaches it stops with the best candidate so far and says so. ``None``
-        gives half the expected time of the final fit, at least 5 s and at most 120 s
-        (:func:`nbtools.ml.model_choice.auto_budget`).
-    final_fit : {"train+validation", "train"}, default="train+validation"
-        The rows of the final fit of the chosen model. The validation rows chose it and scored
-        it (the recorded validation score is that of the model fitted on the training rows);
-        refitting on them as well gives the model more data, as a plain fit on all non-test
-        rows would have.
-    n_jobs : int or None, default=None
-        Parallel fits (of one thread each) during the search; ``None`` one, ``-1`` all cores.
-    space : dict, default={}
-        Hyperparameters whose values or range replace the family's built-in search space, as
-        ``{"C": [0.1, 1.0]}`` or ``{"C": {"low": 0.01, "high": 100, "log": True}}`` (see
-        :mod:`nbtools.ml.tuning`).
+    Each field is declared once with :func:`nbtools.params.param` (type, default, range or
+    choices, help); the schema, the template's parameters cell and the ``Parameters`` list
+    of this docstring are generated from the declarations.
     """
 
-    family: str = "auto"
-    search: str = "auto"
-    n_iter: int = 10
-    cv_folds: int = 3
-    scoring: str = "auto"
-    class_weight: str = "none"
-    time_budget: float | None = None
-    final_fit: str = "train+validation"
-    n_jobs: int | None = None
-    space: dict[str, Any] = field(default_factory=dict)
+    family: str = param(
+        "auto",
+        help="model family, auto: compare hist_gradient_boosting, a linear model and random_forest "
+        "on the validation split (kmeans for clustering)",
+        choices=FAMILY_NAMES,
+    )
+    search: str = param(
+        "auto",
+        help="how the chosen family is tuned, auto: halving from 5,000 training rows, else random; "
+        "none: scikit-learn's defaults",
+        choices=("auto", "grid", "random", "halving", "none"),
+    )
+    n_iter: int = param(
+        10,
+        help="candidates tried by random and halving search",
+        range="[1, 1000]",
+    )
+    cv_folds: int = param(
+        3,
+        help="cross-validation folds on the training split, following the split strategy",
+        range="[2, 20]",
+    )
+    scoring: str = param(
+        "auto",
+        help="scikit-learn scorer name, or auto: roc_auc (binary), f1_macro (multiclass), "
+        "neg_root_mean_squared_error (regression), silhouette (clustering)",
+    )
+    class_weight: str = param(
+        "none",
+        help="balanced: weigh classes by inverse frequency (moves precision and recall)",
+        choices=("none", "balanced"),
+    )
+    time_budget: float | None = param(
+        None,
+        help="seconds for comparing and tuning (the final fit comes on top); "
+        "None: half the expected final fit, 5 to 120 s",
+    )
+    final_fit: str = param(
+        "train+validation",
+        help="rows of the final fit of the chosen model",
+        choices=("train+validation", "train"),
+    )
+    n_jobs: int | None = param(
+        None,
+        help="parallel fits during the search; None: one at a time, -1: all cores",
+    )
+    space: dict[str, Any] = param(
+        {},
+        help="hyperparameter values or ranges replacing the built-in ones, "
+        'e.g. {"C": {"low": 0.01, "high": 100, "log": true}} or {"max_depth": [3, 5]}',
+    )
 
     STAGE: ClassVar[str] = _STAGE
-    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
 
     def validate(self, task: str | None = None) -> Self:
         """Check every value and, when ``task`` is given, that family and scoring suit it.

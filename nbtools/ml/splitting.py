@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 
 from nbtools.errors import InvalidParameterError
 from nbtools.ml.data import require_columns
-from nbtools.params import Parameter, StageParams
+from nbtools.params import StageParams, param
 
 __all__ = [
     "SplitParams",
@@ -36,49 +36,42 @@ __all__ = [
 ]
 
 _STAGE = "split"
-_SCHEMA = {
-    "strategy": Parameter(
-        "strategy", "auto", "str", choices=("auto", "random", "stratified", "group", "time")
-    ),
-    "test_size": Parameter(
-        "test_size", 0.2, "float", low=0, high=1, low_inclusive=False, high_inclusive=False
-    ),
-    "validation_size": Parameter(
-        "validation_size", 0.1, "float", low=0, high=1, high_inclusive=False
-    ),
-    "group_column": Parameter("group_column", None, "str", optional=True),
-    "time_column": Parameter("time_column", None, "str", optional=True),
-}
 
 
 @dataclass
 class SplitParams(StageParams):
     """The parameters of the split stage.
 
-    Parameters
-    ----------
-    strategy : {"auto", "random", "stratified", "group", "time"}, default="auto"
-        How rows are assigned (see the module docstring). ``"auto"`` stratifies for
-        classification and shuffles otherwise.
-    test_size : float, default=0.2
-        Share of rows (of groups, for ``"group"``) held out for the final test; in (0, 1).
-    validation_size : float, default=0.1
-        Share of rows (of groups) for validation; in [0, 1), 0 for no validation split.
-        ``test_size + validation_size`` must be below 1.
-    group_column : str or None, default=None
-        The column whose values must not be shared between splits; needed by ``"group"``.
-    time_column : str or None, default=None
-        The column to order rows by; needed by ``"time"``.
+    Each field is declared once with :func:`nbtools.params.param` (type, default, range or
+    choices, help); the schema, the template's parameters cell and the ``Parameters`` list
+    of this docstring are generated from the declarations.
     """
 
-    strategy: str = "auto"
-    test_size: float = 0.2
-    validation_size: float = 0.1
-    group_column: str | None = None
-    time_column: str | None = None
+    strategy: str = param(
+        "auto",
+        help="how rows are assigned to the splits",
+        choices=("auto", "random", "stratified", "group", "time"),
+    )
+    test_size: float = param(
+        0.2,
+        help="share of rows held out for the final test",
+        range="(0, 1)",
+    )
+    validation_size: float = param(
+        0.1,
+        help="share of rows for validation; 0 for no validation split",
+        range="[0, 1)",
+    )
+    group_column: str | None = param(
+        None,
+        help="with strategy group: rows sharing a value of this column stay in one split",
+    )
+    time_column: str | None = param(
+        None,
+        help="with strategy time: the column that orders rows from oldest to newest",
+    )
 
     STAGE: ClassVar[str] = _STAGE
-    SCHEMA: ClassVar[Mapping[str, Parameter]] = _SCHEMA
 
     def check(self) -> None:
         """Check that the sizes leave rows to train on and the chosen strategy has its column."""

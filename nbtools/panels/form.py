@@ -1,5 +1,9 @@
 """A parameter form generated from any stage's parameters cell.
 
+The built-in stages' cells are generated from their Python declarations
+(:func:`nbtools.params.param`), and their dedicated panels build the same widgets from those
+declarations' ``SCHEMA``, help text included.
+
 Every :class:`~nbtools.params.Parameter` becomes a widget chosen by its type and hints: a
 checkbox for a bool, a dropdown for ``one of:``, a number box for an int or a float (its
 ``range:`` is checked), a text box for a str, and a YAML text box for lists, dicts and optional

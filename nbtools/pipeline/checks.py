@@ -1,12 +1,15 @@
 """Checks a user can run on their own stage notebooks, as scikit-learn ships ``check_estimator``.
 
 A stage notebook must declare typed parameters in exactly one ``parameters`` cell, leave the
-runner-injected names to the runner, open its stage context, and be stored without outputs.
+runner-injected names to the runner, open its stage context, and be stored without outputs. A
+built-in template whose parameters are declared in Python must also hold exactly the cell that
+its declaration renders (:func:`nbtools.params.render_parameters_cell`).
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
@@ -15,13 +18,19 @@ from nbtools.errors import NbtoolsError, PipelineSpecError
 from nbtools.params import RESERVED_NAMES, parse_parameters_cell
 from nbtools.pipeline.spec import PIPELINE_FILE, Pipeline, load_pipeline
 
+#: A generated parameters cell: the declaring classes' names and the cell they render.
+Declared = tuple[str, str]
 
-def check_notebook(path: Path, stage: str | None = None) -> list[str]:
+
+def check_notebook(
+    path: Path, stage: str | None = None, declared: Declared | None = None
+) -> list[str]:
     """Return the problems found in a notebook (an empty list when it passes).
 
     Every notebook is checked for stored outputs. A notebook with a cell tagged ``parameters``
     is checked as a stage notebook; ``stage``, when given, is the name it must open its context
-    with.
+    with; ``declared``, when given, names the declaration its parameters cell is generated from
+    and the cell it must hold.
     """
     try:
         nb = nbformat.read(path, as_version=4)
@@ -39,7 +48,38 @@ def check_notebook(path: Path, stage: str | None = None) -> list[str]:
     ]
     if tagged:
         problems += [f"{path}: {p}" for p in _stage_problems(nb, tagged, stage, path.stem)]
+    if declared is not None and len(tagged) == 1:
+        problem = declared_cell_problem(str(tagged[0].source), *declared)
+        problems += [f"{path}: {problem}"] if problem else []
     return problems
+
+
+def declared_cell_problem(source: str, declaration: str, expected: str) -> str | None:
+    """Say how a parameters cell differs from the cell its declaration renders, if it does.
+
+    Parameters
+    ----------
+    source : str
+        The notebook's parameters cell.
+    declaration : str
+        The classes that declare the parameters, as people should look them up.
+    expected : str
+        The cell they render.
+    """
+    if source == expected:
+        return None
+    found, wanted = source.splitlines(), expected.splitlines()
+    line = next(
+        (i for i, (a, b) in enumerate(zip(found, wanted, strict=False)) if a != b),
+        min(len(found), len(wanted)),
+    )
+    got = found[line] if line < len(found) else "(end of cell)"
+    want = wanted[line] if line < len(wanted) else "(end of cell)"
+    return (
+        f"the parameters cell differs from its declaration in {declaration}: line {line + 1} "
+        f"is {got!r} but the declaration gives {want!r}. Change the declaration, not the cell, "
+        "then regenerate the cell from it."
+    )
 
 
 def _stage_problems(
@@ -93,12 +133,14 @@ def _context_names(nb: nbformat.NotebookNode) -> list[str]:
     return names
 
 
-def check_paths(paths: list[Path]) -> list[str]:
+def check_paths(paths: list[Path], declared: Mapping[Path, Declared] | None = None) -> list[str]:
     """Check every notebook in ``paths`` (files or folders); return all problems found.
 
     In a folder holding ``pipeline.yaml``, each stage notebook is also checked against the name
-    the pipeline gives it.
+    the pipeline gives it. ``declared`` maps the resolved path of a notebook whose parameters
+    cell is generated to its declaration and expected cell (see :func:`check_notebook`).
     """
+    declared = declared or {}
     problems: list[str] = []
     for path in paths:
         if path.is_dir():
@@ -109,9 +151,12 @@ def check_paths(paths: list[Path]) -> list[str]:
                 problems += _reads_problems(pipeline)
             for notebook in sorted(path.rglob("*.ipynb")):
                 if not _recorded(notebook, path):
-                    problems += check_notebook(notebook, stages.get(notebook.resolve()))
+                    resolved = notebook.resolve()
+                    problems += check_notebook(
+                        notebook, stages.get(resolved), declared.get(resolved)
+                    )
         else:
-            problems += check_notebook(path)
+            problems += check_notebook(path, declared=declared.get(path.resolve()))
     return problems
 
 

@@ -144,9 +144,9 @@ def test_labels_need_the_prediction_log(reference: Reference) -> None:
 
 
 def test_bad_settings_are_clear_errors() -> None:
-    with pytest.raises(InvalidParameterError, match="'drift_windows' monitoring setting"):
+    with pytest.raises(InvalidParameterError, match="'drift_windows' parameter of stage 'monitor'"):
         MonitorPolicy(drift_windows=0).validate()
-    with pytest.raises(InvalidParameterError, match="'retrain_data' monitoring setting"):
+    with pytest.raises(InvalidParameterError, match="'retrain_data' parameter of stage 'monitor'"):
         MonitorPolicy.from_parameters({"retrain_data": "everything", "current": "x.csv"})
     assert MonitorPolicy().updated(alpha=0.01, every=None).alpha == 0.01
 

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import nbformat
 import pytest
 
+from nbtools.cli._declared import declared_cells, write_declared_cells
 from nbtools.errors import InvalidParameterError, PipelineSpecError
-from nbtools.params import parse_assignment, parse_parameters_cell, resolve_parameters
+from nbtools.ops.deploying import DeployParams
+from nbtools.ops.monitoring.check import MonitorPolicy
+from nbtools.params import (
+    RESERVED_NAMES,
+    StageParams,
+    param,
+    parse_assignment,
+    parse_parameters_cell,
+    render_parameters_cell,
+    resolve_parameters,
+)
+from nbtools.pipeline.checks import check_paths
+from nbtools.pipeline.project import templates_dir
 
 CELL = """
 test_size = 0.2          # share of rows held out; range: (0, 1)
@@ -106,3 +125,97 @@ def test_a_malformed_parameters_cell_is_a_spec_error(cell: str, fragment: str) -
     with pytest.raises(PipelineSpecError) as caught:
         parse_parameters_cell(cell, "s")
     assert fragment in str(caught.value)
+
+
+@dataclass
+class ToyParams(StageParams):
+    """The parameters of a toy stage."""
+
+    test_size: float = param(0.2, help="share of rows held out", range="(0, 1)")
+    folds: int = param(5, help="cross-validation folds", range="[2, 20]")
+    strategy: str = param("random", help="how rows are split", choices=("random", "group"))
+    columns: list[str] = param([], help='columns to keep, e.g. ["a"]')
+    group_column: str | None = param(None, help="rows sharing its value stay together")
+    margin: float = param(0.0, help="taken from another stage", range="[0, 1]", in_cell=False)
+
+    STAGE: ClassVar[str] = "toy"
+
+
+def test_a_declaration_derives_the_schema_the_cell_and_the_docstring() -> None:
+    cell = render_parameters_cell(ToyParams)
+
+    assert cell.splitlines()[:5] == [
+        "test_size = 0.2  # share of rows held out; range: (0, 1)",
+        "folds = 5  # cross-validation folds; range: [2, 20]",
+        'strategy = "random"  # how rows are split; one of: random, group',
+        'columns = []  # columns to keep, e.g. ["a"]',
+        "group_column: str | None = None  # rows sharing its value stay together",
+    ]
+    assert "margin" not in cell and "margin" in ToyParams.SCHEMA
+    assert cell.splitlines()[-4:] == [f"{name} = None" for name in RESERVED_NAMES]
+    parsed = parse_parameters_cell(cell, "toy")
+    assert parsed == {n: p for n, p in ToyParams.SCHEMA.items() if n != "margin"}
+    assert ToyParams.SCHEMA["folds"].describe() == "an int in the range [2, 20]"
+    assert "folds : an int in the range [2, 20], default=5" in (ToyParams.__doc__ or "")
+
+
+def test_declared_parameters_validate_and_come_from_a_namespace() -> None:
+    params = ToyParams.from_namespace({"folds": 3, "strategy": "group", "other": object()})
+
+    assert (params.folds, params.strategy, params.test_size) == (3, "group", 0.2)
+    assert ToyParams().columns is not ToyParams().columns  # a fresh list for every instance
+    with pytest.raises(InvalidParameterError) as caught:
+        ToyParams.from_namespace({"folds": 50})
+    assert str(caught.value) == (
+        "The 'folds' parameter of stage 'toy' must be an int in the range [2, 20]. Got 50 instead."
+    )
+
+
+def test_a_declaration_with_an_unusable_type_or_range_fails_when_the_class_is_defined() -> None:
+    with pytest.raises(TypeError, match="annotated 'set\\[str\\]'"):
+
+        @dataclass
+        class BadType(StageParams):
+            names: set[str] = param(None, help="names")
+
+    with pytest.raises(TypeError, match="must read like"):
+
+        @dataclass
+        class BadRange(StageParams):
+            size: float = param(0.5, help="size", range="0 to 1")
+
+
+def test_check_names_the_declaration_and_the_line_where_a_template_cell_drifted(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(), folder)
+    notebook = folder / "03_split.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = cell.source.replace("range: (0, 1)", "range: (0, 0.5)", 1)
+    nbformat.write(nb, notebook)
+
+    problems = check_paths([folder], declared_cells(folder))
+
+    assert problems == [
+        f"{notebook}: the parameters cell differs from its declaration in "
+        "nbtools.ml.splitting.SplitParams: line 2 is 'test_size = 0.2  # share of rows held out "
+        "for the final test; range: (0, 0.5)' but the declaration gives 'test_size = 0.2  # share "
+        "of rows held out for the final test; range: (0, 1)'. Change the declaration, not the "
+        "cell, then regenerate the cell from it."
+    ]
+    assert write_declared_cells(folder) == [notebook.resolve()]
+    assert check_paths([folder], declared_cells(folder)) == []
+    # A user's copy of a template declares its parameters in its cell alone.
+    assert check_paths([notebook]) == []
+
+
+def test_a_setting_taken_from_another_stage_is_that_stages_declaration() -> None:
+    """The monitoring policy's margin is the deploy stage's: same range, same help, one cell."""
+    margin = MonitorPolicy.SCHEMA["margin"]
+
+    assert margin == DeployParams.SCHEMA["margin"]
+    assert margin.describe() == "a float in the range [0, 1]"
+    assert "margin" not in MonitorPolicy.CELL_PARAMETERS
+    assert "margin" in DeployParams.CELL_PARAMETERS

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nbtools.cli._declared import DECLARATIONS, declared_cells
 from nbtools.demo import make_churn
-from nbtools.ml import cleaning, features, modeling, splitting
+from nbtools.pipeline.checks import check_notebook
 from nbtools.pipeline.project import DEMO_DATA, create_project, templates_dir
 from nbtools.pipeline.spec import load_pipeline
 from nbtools.tables import load_source
@@ -37,27 +38,16 @@ def test_a_demo_project_reads_its_own_copy_of_the_data(tmp_path: Path) -> None:
     assert "source: data/churn.csv" in text and "# CSV or Parquet path" in text  # comment kept
 
 
-@pytest.mark.parametrize(
-    ("stage", "params_class"),
-    [
-        ("clean", cleaning.CleaningParams),
-        ("features", features.FeatureParams),
-        ("split", splitting.SplitParams),
-        ("train", modeling.TrainParams),
-    ],
-)
-def test_a_template_declares_its_library_parameters_as_the_library_does(
-    stage: str, params_class: type
-) -> None:
-    """The stage notebook's parameters cell is what a run uses: it must match the library."""
-    declared = load_pipeline(templates_dir()).stage(stage).schema
+@pytest.mark.parametrize("name", sorted(DECLARATIONS))
+def test_a_declared_template_holds_the_parameters_cell_its_declaration_renders(name: str) -> None:
+    """The stage notebook's parameters cell is what a run uses: it must be the declaration's."""
+    path = templates_dir().resolve() / name
+    declaration, expected = declared_cells()[path]
 
-    for name, parameter in params_class.SCHEMA.items():
-        assert name in declared, f"{stage}: '{name}' is not declared in the template"
-        template = declared[name]
-        assert (template.default, template.kind) == (parameter.default, parameter.kind), name
-        assert set(template.choices or ()) == set(parameter.choices or ()), name
-        assert (template.low, template.high) == (parameter.low, parameter.high), name
+    assert check_notebook(path, declared=(declaration, expected)) == []
+    declared = load_pipeline(templates_dir()).stage(name[3:].removesuffix(".ipynb")).schema
+    wanted = {n: p for c in DECLARATIONS[name] for n, p in c.SCHEMA.items() if n in declared}
+    assert declared == wanted
 
 
 def test_the_wheel_carries_the_stage_templates_and_nothing_the_folder_gathers() -> None:

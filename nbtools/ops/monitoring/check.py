@@ -20,19 +20,22 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
-from nbtools.errors import DataSourceError, InvalidParameterError, ModelRegistryError
+from nbtools.errors import DataSourceError, ModelRegistryError
 from nbtools.ops import monitoring
+from nbtools.ops.deploying import DeployParams
 from nbtools.ops.predictions import META_COLUMNS, PREDICTION_COLUMN, PROBA_PREFIX, ROW_COLUMN
+from nbtools.params import StageParams, param, same_as
 from nbtools.pipeline.spec import Pipeline
 from nbtools.records.runs import load_run
 
-RETRAIN_DATA = ("current", "reference+current")
+#: What a retraining run learns from: the pipeline's data plus the new rows, or the new rows.
+RETRAIN_DATA = ("reference+current", "current")
 #: What a check can find, from the least to the most serious: a drifted column, dataset drift
 #: (at least ``share_threshold`` of the columns), performance decay, a retraining-rule breach.
 FINDINGS = ("column-drift", "dataset-drift", "performance", "breach")
@@ -40,85 +43,115 @@ HISTORY_FILE = Path("monitoring") / "history.jsonl"
 
 
 @dataclass(frozen=True)
-class MonitorPolicy:
-    """The settings of a check and of the retraining rule (the monitor stage's parameters).
+class MonitorInputs(StageParams):
+    """The data a monitor stage checks: its parameters beside the :class:`MonitorPolicy`.
 
-    Parameters
-    ----------
-    alpha, min_rows, share_threshold, large_sample, wasserstein_threshold, js_threshold,
-    missing_threshold, new_category_threshold
-        The drift settings of :func:`nbtools.ops.monitoring.drift.detect_drift`.
-    importance_rows : int, default=2000
-        Rows of the current data on which the model's reliance on each column is measured
-        (:func:`nbtools.ops.monitoring.drift.model_reliance`), to weight drift by it; 0 skips it
-        (and loading the model when nothing else needs it).
-    max_drop : float, default=0.05
-        A window whose deciding metric is more than this below the baseline is a breach.
-    drift_windows : int, default=2
-        Dataset drift in this many consecutive windows is a breach.
-    every : str or None, default=None
-        Window length (pandas frequency such as ``"1D"``); None checks all rows as one window.
-    retrain_data : {"reference+current", "current"}
-        What a retraining run learns from: the pipeline's data plus the new labelled rows, or
-        the new rows alone.
-    holdout : float, default=0.3
-        Share of the newest labelled rows kept out of retraining, on which the deploy gate
-        compares challenger and champion.
-    margin : float, default=0.0
-        Gain over the champion the challenger must surely exceed: the one-sided lower
-        confidence bound of its bootstrapped gain must be above it (the deploy stage's
-        ``margin``).
+    Each field is declared once with :func:`nbtools.params.param`; the monitor template's
+    parameters cell declares these, then the policy's.
     """
 
-    alpha: float = 0.05
-    min_rows: int = 30
-    share_threshold: float = 0.5
-    large_sample: int = 1000
-    wasserstein_threshold: float = 0.1
-    js_threshold: float = 0.1
-    missing_threshold: float = 0.05
-    new_category_threshold: float = 0.01
-    importance_rows: int = 2000
-    max_drop: float = 0.05
-    drift_windows: int = 2
-    every: str | None = None
-    retrain_data: str = "reference+current"
-    holdout: float = 0.3
-    margin: float = 0.0
+    current: str | None = param(
+        None,
+        help="new data: a CSV or Parquet file, or the prediction log folder (predictions), "
+        "relative to the project; None: the test split stands in",
+    )
+    labels: str | None = param(
+        None,
+        help="late labels of logged predictions: request_id, request_row and the target column "
+        "(CSV or Parquet)",
+    )
+
+    STAGE: ClassVar[str] = "monitor"
+
+
+@dataclass(frozen=True)
+class MonitorPolicy(StageParams):
+    """The settings of a check and of the retraining rule (the monitor stage's parameters).
+
+    Each field is declared once with :func:`nbtools.params.param`; the monitor template's
+    parameters cell, the options of ``nbtools monitor`` and the ``Parameters`` list of this
+    docstring are generated from the declarations. The drift settings (``alpha`` to
+    ``new_category_threshold``) go to :func:`nbtools.ops.monitoring.drift.detect_drift`;
+    ``margin`` is the deploy stage's, which the retraining loop's gate applies.
+    """
+
+    every: str | None = param(
+        None,
+        help="window length as a pandas frequency, e.g. 1D or 6h; None: all rows in one window",
+    )
+    alpha: float = param(0.05, help="false discovery rate of the p-value tests", range="(0, 1)")
+    min_rows: int = param(
+        30,
+        help="fewest values a column (and labelled rows a window) needs to be tested",
+        range="[2, 1000000]",
+    )
+    share_threshold: float = param(
+        0.5,
+        help="dataset drift when at least this share of the tested columns drift",
+        range="(0, 1]",
+    )
+    large_sample: int = param(
+        1000,
+        help="above this many values on both sides, distances replace the p-value tests",
+        range="[1, 1000000000]",
+    )
+    wasserstein_threshold: float = param(
+        0.1,
+        help="drift when the Wasserstein distance reaches this many reference standard deviations",
+        range="(0, 100)",
+    )
+    js_threshold: float = param(
+        0.1, help="drift when the Jensen-Shannon distance reaches this", range="(0, 1]"
+    )
+    missing_threshold: float = param(
+        0.05,
+        help="drift when a column's share of missing values rises by this much (beyond chance)",
+        range="(0, 1]",
+    )
+    new_category_threshold: float = param(
+        0.01,
+        help="drift when values in unseen categories exceed their expected share by this much",
+        range="(0, 1]",
+    )
+    importance_rows: int = param(
+        2000,
+        help="new rows on which the model's reliance on each column is measured; 0 skips it",
+        range="[0, 1000000]",
+    )
+    max_drop: float = param(
+        0.05,
+        help="a window whose deciding metric falls more than this below the deployed score is "
+        "a breach",
+        range="[0, 1000000]",
+    )
+    drift_windows: int = param(
+        2,
+        help="dataset drift in this many consecutive windows is a breach",
+        range="[1, 1000]",
+    )
+    retrain_data: str = param(
+        "reference+current",
+        help="what a retraining run learns from",
+        choices=RETRAIN_DATA,
+    )
+    holdout: float = param(
+        0.3,
+        help="share of the newest labelled rows a retraining run keeps out of training, for "
+        "the gate",
+        range="(0, 1)",
+    )
+    margin: float = same_as(DeployParams, "margin")
+
+    STAGE: ClassVar[str] = "monitor"
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> MonitorPolicy:
         """Build a policy from stage parameters, ignoring names that are not settings."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in parameters.items() if k in names}).validate()
+        return cls.from_namespace(parameters)
 
     def updated(self, **changes: Any) -> MonitorPolicy:
         """Return a copy with the given settings changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validate()
-
-    def validate(self) -> MonitorPolicy:
-        """Check the settings that :func:`detect_drift` does not check itself.
-
-        Raises
-        ------
-        InvalidParameterError
-            Naming the setting, the expected range and the value found.
-        """
-        checks = [
-            ("max_drop", self.max_drop >= 0, "a float in the range [0, inf)"),
-            ("drift_windows", self.drift_windows >= 1, "an int in the range [1, inf)"),
-            ("retrain_data", self.retrain_data in RETRAIN_DATA, f"one of {RETRAIN_DATA}"),
-            ("holdout", 0 < self.holdout < 1, "a float in the range (0, 1)"),
-            ("margin", self.margin >= 0, "a float in the range [0, inf)"),
-            ("importance_rows", self.importance_rows >= 0, "an int in the range [0, inf)"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise InvalidParameterError(
-                    f"The '{name}' monitoring setting must be {expected}. "
-                    f"Got {getattr(self, name)!r} instead."
-                )
-        return self
 
     def drift_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`detect_drift`."""

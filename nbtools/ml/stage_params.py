@@ -1,0 +1,76 @@
+"""The parameters of the ingest and evaluate stages, declared once.
+
+Each field is declared with :func:`nbtools.params.param`; the ``01_ingest`` and ``06_evaluate``
+templates' parameters cells are generated from these declarations, and ``nbtools check``
+fails when a cell drifts from them. The stage notebooks build them with ``from_namespace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from nbtools.params import StageParams, param
+
+__all__ = ["EvaluateParams", "IngestParams"]
+
+
+@dataclass
+class IngestParams(StageParams):
+    """The parameters of the ingest stage: where the data comes from and what it predicts."""
+
+    source: str = param(
+        "demo",
+        help="a CSV, Parquet or JSON file (relative to the project), a SQLAlchemy URL, an "
+        'http(s) URL of JSON records, or "demo"',
+    )
+    target: str | None = param(
+        "churned",
+        help="the column to predict; None for clustering without labels",
+    )
+    task: str = param(
+        "auto",
+        help="auto decides from the target column",
+        choices=("auto", "classification", "regression", "clustering"),
+    )
+    table: str | None = param(
+        None,
+        help="the table to read, for a SQL source",
+    )
+    query: str | None = param(
+        None,
+        help="a SQL query to run instead of reading a whole table",
+    )
+    ignore_columns: list[str] = param(
+        [],
+        help="columns to leave out of the snapshot, e.g. empty or identifier columns",
+    )
+
+    STAGE: ClassVar[str] = "ingest"
+
+
+@dataclass
+class EvaluateParams(StageParams):
+    """The parameters of the evaluate stage: the champion comparison and the learning curve."""
+
+    compare_champion: bool = param(
+        True,
+        help="also score the current champion on this test split, for comparison",
+    )
+    learning_curve_points: int = param(
+        4,
+        help="training-set sizes of the learning curve (0 skips it)",
+        range="[0, 10]",
+    )
+    learning_curve_folds: int = param(
+        3,
+        help="cross-validation folds of each learning-curve point",
+        range="[2, 10]",
+    )
+    learning_curve_rows: int = param(
+        2000,
+        help="at most this many training rows take part in the learning curve",
+        range="[100, 1000000]",
+    )
+
+    STAGE: ClassVar[str] = "evaluate"
