@@ -16,7 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nbtools.records.runs import now, write_manifest
+from nbtools.errors import StageFailedError
+from nbtools.records.runs import (
+    EXECUTED_NOTEBOOK,
+    HTML_RECORD,
+    hash_outputs,
+    now,
+    read_recorded,
+    write_manifest,
+)
 
 #: Stage statuses whose outputs downstream stages can read.
 DONE = ("succeeded", "reused")
@@ -80,6 +88,29 @@ class StageRecord:
         self.html = entry.get("html")
         self.recorded = entry.get("recorded", {})
         self.output_hashes = entry.get("output_hashes", {})
+
+    def start(self, stage_dir: Path, why: str, mlflow_run_id: str) -> None:
+        """Mark the stage running in ``stage_dir``, logging to MLflow run ``mlflow_run_id``."""
+        self.status, self.why, self.started_at = "running", why, now()
+        self.output_dir, self.mlflow_run_id = str(stage_dir), mlflow_run_id
+
+    def finish(self, error: StageFailedError | None, duration_s: float) -> None:
+        """Record how an execution ended: status, error, the files and values it left."""
+        stage_dir = Path(str(self.output_dir))
+        executed, html = stage_dir / EXECUTED_NOTEBOOK, stage_dir / HTML_RECORD
+        self.duration_s = duration_s
+        self.status = "succeeded" if error is None else "failed"
+        if error is not None:
+            self.error = {
+                "message": error.reason,
+                "cell_index": error.cell_index,
+                "notebook": error.notebook,
+            }
+        if executed.is_file():
+            self.executed_notebook = str(executed)
+        if html.is_file():
+            self.html = str(html)
+        self.recorded, self.output_hashes = read_recorded(stage_dir), hash_outputs(stage_dir)
 
     def fail(self, message: str, cell_index: int | None = None) -> None:
         """Mark the stage failed with an error summary naming its executed notebook."""

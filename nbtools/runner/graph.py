@@ -28,10 +28,7 @@ from nbtools.records.runs import (
     EXECUTED_NOTEBOOK,
     HTML_RECORD,
     RunResult,
-    hash_outputs,
     new_run_id,
-    now,
-    read_recorded,
     stage_dir_name,
     stage_warnings,
     write_manifest,
@@ -201,9 +198,8 @@ class GraphRun:
         record = self.record.stages[stage.name]
         stage_dir = self.record.run_dir / record.dir
         stage_dir.mkdir(parents=True)
-        record.mlflow_run_id = self.mlflow.start_stage(stage.name)
-        record.status, record.why = "running", self.policy.why_run(stage.name, key)
-        record.started_at, record.output_dir = now(), str(stage_dir)
+        child = self.mlflow.start_stage(stage.name)
+        record.start(stage_dir, self.policy.why_run(stage.name, key), child)
         self.clocks[stage.name] = time.monotonic()
         self.record.write()
         self.say(f"  {stage.name:<10} running   ({record.why})")
@@ -211,7 +207,7 @@ class GraphRun:
             **self.parameters[stage.name],
             "inputs": {name: str(self.outputs[name]) for name in stage.inputs},
             "output_dir": str(stage_dir),
-            "mlflow_run_id": record.mlflow_run_id,
+            "mlflow_run_id": child,
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
@@ -223,30 +219,18 @@ class GraphRun:
         """Record how an executed stage ended, store it in the cache, and close its MLflow run."""
         record = self.record.stages[name]
         stage_dir = Path(str(record.output_dir))
-        executed, html = stage_dir / EXECUTED_NOTEBOOK, stage_dir / HTML_RECORD
         exc = future.exception()
-        error = None if exc is None else stage_error(name, executed, exc)
-        record.duration_s = round(time.monotonic() - self.clocks.pop(name), 2)
-        record.status = "succeeded" if error is None else "failed"
-        if error is not None:
-            record.error = {
-                "message": error.reason,
-                "cell_index": error.cell_index,
-                "notebook": error.notebook,
-            }
-            self.error = self.error or error
-        if executed.is_file():
-            record.executed_notebook = str(executed)
-        if html.is_file():
-            record.html = str(html)
-        record.recorded, record.output_hashes = read_recorded(stage_dir), hash_outputs(stage_dir)
+        error = None if exc is None else stage_error(name, stage_dir / EXECUTED_NOTEBOOK, exc)
+        self.error = self.error or error
+        record.finish(error, round(time.monotonic() - self.clocks.pop(name), 2))
         outcome = None if error else self.policy.source_outcome(record, name)
         self.record.write()
         if error is None:
             self.policy.store(name, self.record.run_id, record)
             self.outputs[name], self.hashes[name] = stage_dir, record.output_hashes
         self.claims.release(name)
-        self.mlflow.finish_stage(record, self.parameters[name], [executed, html])
+        files = [stage_dir / EXECUTED_NOTEBOOK, stage_dir / HTML_RECORD]
+        self.mlflow.finish_stage(record, self.parameters[name], files)
         self.say(
             f"  {name:<10} {record.status:<9} {record.duration_s:6.1f} s"
             + (f"  {error.reason}" if error else "")
