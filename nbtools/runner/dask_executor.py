@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any
 
 from nbtools.errors import ClusterError
+from nbtools.runner.scheduler import run_stage_notebook
 
 #: Environment variable that hands the scheduler address to stage kernels (joblib's Dask backend).
 SCHEDULER_VARIABLE = "NBTOOLS_DASK_SCHEDULER"
@@ -71,6 +73,29 @@ class DaskStagePool(Executor):
         """Run ``fn(*args, **kwargs)`` as a task on the cluster; return a standard future."""
         future: Future[Any] = self._executor.submit(fn, *args, **kwargs)
         return future
+
+    def prepare(self, cwd: Path, wanted: int = 1) -> None:
+        """Nothing to prepare: the workers start their kernels as tasks come."""
+
+    def open_store(self, tracking_uri: str) -> None:
+        """Nothing to do: each task opens the MLflow store when it runs."""
+
+    def run_stage(
+        self,
+        stage: str,
+        notebook: Path,
+        executed: Path,
+        injected: dict[str, Any],
+        cwd: Path,
+        timeout: int,
+    ) -> Future[None]:
+        """Execute a stage notebook as a task on the cluster (see
+        :func:`~nbtools.runner.scheduler.run_stage_notebook`), its kernel told the scheduler's
+        address for joblib's Dask backend."""
+        environ = {SCHEDULER_VARIABLE: self.address}
+        return self.submit(
+            run_stage_notebook, stage, notebook, executed, injected, cwd, timeout, environ
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop submitting, close the client, and stop the local cluster if one was started."""

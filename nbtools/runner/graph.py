@@ -1,156 +1,98 @@
 """One run of the stage graph: dispatch the stages, reuse cached ones, record each outcome.
 
-:func:`nbtools.runner.run.run_pipeline` validates everything and hands a :class:`GraphRun` the
+:func:`nbtools.runner.run.run_pipeline` validates everything and hands :func:`start_run` the
 selected stages. A stage starts once its inputs are done, up to ``jobs`` at a time; a cached
-stage is reused, a failed one stops its dependants. The manifest is rewritten atomically after
-every change, and the MLflow runs are opened and closed here, with their true status.
+stage is reused, a failed one stops its dependants. The loop leans on four parts, each readable
+on its own: the run record (:mod:`nbtools.records.manifest`, rewritten atomically after every
+change), the cache policy (:mod:`~nbtools.runner.cache_policy`), the stage pool
+(:mod:`~nbtools.runner.pool`) and the MLflow runs (:mod:`~nbtools.runner.mlflow_runs`);
+:mod:`~nbtools.runner.claims` keeps runs of one process from executing a stage twice.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nbtools.errors import (
-    ModelRegistryError,
-    PipelineSpecError,
-    StageFailedError,
-)
-from nbtools.pipeline.sources import Fingerprint, champion_state, fingerprint_stages
+from nbtools.errors import StageFailedError
+from nbtools.pipeline.sources import fingerprint_stages
 from nbtools.pipeline.spec import Pipeline, Stage
 from nbtools.records import environment
+from nbtools.records.manifest import RunRecord, StageRecord, mark_killed, new_run_record
 from nbtools.records.runs import (
     EXECUTED_NOTEBOOK,
     HTML_RECORD,
     RunResult,
-    hash_outputs,
-    list_runs,
     new_run_id,
-    now,
-    project_lock,
-    read_recorded,
     stage_dir_name,
     stage_warnings,
     write_manifest,
 )
-from nbtools.runner.cache import CacheIndex, CacheKey, code_hash, environment_fingerprint, stage_key
-from nbtools.runner.dask_executor import SCHEDULER_VARIABLE, DaskStagePool
-from nbtools.runner.scheduler import (
-    LocalStagePool,
-    run_local_stage,
-    run_stage_notebook,
-    stage_error,
-    stage_pool,
-)
-
-if TYPE_CHECKING:
-    from nbtools.records.tracking import Tracker
+from nbtools.runner.cache import CacheKey
+from nbtools.runner.cache_policy import CachePolicy
+from nbtools.runner.claims import Claims
+from nbtools.runner.mlflow_runs import MlflowRuns
+from nbtools.runner.pool import StagePool
+from nbtools.runner.scheduler import stage_error, stage_pool
 
 Echo = Callable[[str], None]
-#: Stage statuses whose outputs downstream stages can read.
-DONE = ("succeeded", "reused")
-#: Stage executions in progress in this process, by project and cache key (see ``_claim``).
-_CLAIMS: dict[tuple[str, str], Future[None]] = {}
-_CLAIMS_LOCK = threading.Lock()
 
 
 @dataclass
 class GraphRun:
-    """The state of one pipeline run while it executes."""
+    """The loop of one pipeline run over its stage graph; build it with :func:`start_run`.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline that runs.
+    parameters : dict
+        Each stage's resolved parameters.
+    selected : list of str
+        The stages to run, in pipeline order.
+    record : RunRecord
+        The run's manifest, rewritten after every change.
+    policy : CachePolicy
+        Keys, reuse and the reasons the console and the record show.
+    mlflow : MlflowRuns
+        The parent and child MLflow runs.
+    say : callable
+        Called with each line of progress.
+    jobs : int
+        Stages executing at once.
+    make_pool : callable
+        Makes the stage pool when the first stage executes (a run reusing everything starts none).
+    pool : StagePool, optional
+        A pool shared with other runs (a sweep's variants), which this run then does not shut down.
+    """
 
     pipeline: Pipeline
     parameters: dict[str, dict[str, Any]]
     selected: list[str]
-    forced: set[str]
-    jobs: int
-    executor: str
-    scheduler: str | None
+    record: RunRecord
+    policy: CachePolicy
+    mlflow: MlflowRuns
     say: Echo
-    resumed: dict[str, Any] | None
-    manifest: dict[str, Any] = field(default_factory=dict)
-    run_dir: Path = Path()
-    cache: CacheIndex | None = None
-    tracker: Tracker | None = None
-    parent: str | None = None
-    keys: dict[str, CacheKey] = field(default_factory=dict)
+    jobs: int
+    make_pool: Callable[[], StagePool]
+    pool: StagePool | None = None
+    owns_pool: bool = field(init=False)
+    claims: Claims = field(init=False)
+    #: Each done stage's output folder and output hashes, which its dependants read.
     outputs: dict[str, Path] = field(default_factory=dict)
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The first failure of the run.
     error: StageFailedError | None = None
-    started: float = 0.0
-    environment: str = ""
     clocks: dict[str, float] = field(default_factory=dict)
-    pool: Executor | None = None
-    #: False when the pool is shared with other runs (a sweep's variants) and shut down by them.
-    owns_pool: bool = True
-    #: Stages this run executes, claimed so that runs in this process at the same time wait
-    #: for them instead of executing them again: stage name to (cache key, released when done).
-    claims: dict[str, tuple[str, Future[None]]] = field(default_factory=dict)
-    #: Claims of other runs this run waits for, and the cache keys they settle.
-    borrowed: set[Future[None]] = field(default_factory=set)
-    shared: set[str] = field(default_factory=set)
-    #: The data sources each stage reads, fingerprinted once per run: stage to parameter to it.
-    sources: dict[str, dict[str, Fingerprint]] = field(default_factory=dict)
-    #: The registry state each registry-reading stage's key holds.
-    registry: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: The stored record of each stage's newest earlier execution, for "was N rows".
-    earlier: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
-    def prepare(self, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
-        """Settle the stages outside the selection and write the first manifest."""
-        self.started = time.monotonic()
-        self.cache = CacheIndex(self.pipeline.project_dir)
-        self.environment = environment_fingerprint()
-        needed = {s.name for name in self.selected for s in self.pipeline.upstream(name)}
-        stages = [s for s in self.pipeline.stages if s.name in needed]
-        self.sources = fingerprint_stages(
-            stages, self.parameters, self.pipeline.project_dir, required=set(self.selected)
-        )
-        run_id = new_run_id()
-        self.run_dir = self.pipeline.runs_dir / run_id
-        self.manifest = _new_manifest(self.pipeline, run_id, profile, overrides, stages)
-        self.manifest.update(
-            selected=list(self.selected),
-            jobs=self.jobs,
-            executor=self.executor,
-            scheduler=self.scheduler,
-            forced=sorted(self.forced),
-            resumed_from=self.resumed["run_id"] if self.resumed else None,
-        )
-        for stage in stages:
-            self.manifest["stages"][stage.name]["parameters"] = self.parameters[stage.name]
-            if stage.name not in self.selected:
-                self._reuse_outside(stage)
-        write_manifest(self.run_dir, self.manifest)
-        self.say(f"Run {run_id}: {len(self.selected)} stage(s) selected, record in {self.run_dir}")
-        if self.resumed is not None and self.resumed["status"] == "running":
-            self._close_killed(self.resumed)
-
-    def _close_killed(self, killed: dict[str, Any]) -> None:
-        """Mark a killed run, and its open MLflow runs, failed: it will never close them itself."""
-        tracker, _ = self._tracking()
-        reason = "interrupted: the run was killed before the stage finished"
-        for record in killed["stages"].values():
-            if record["status"] == "running":
-                record.update(status="failed", error={"message": reason, "cell_index": None})
-                if record.get("mlflow_run_id"):
-                    tracker.finish(record["mlflow_run_id"], succeeded=False)
-            elif record["status"] == "pending":
-                record["status"] = "not run"
-        killed.update(
-            status="failed",
-            error=f"The run was killed; resumed as run {self.manifest['run_id']}.",
-        )
-        if killed["mlflow"].get("parent_run_id"):
-            tracker.finish(killed["mlflow"]["parent_run_id"], succeeded=False)
-        write_manifest(self.pipeline.runs_dir / killed["run_id"], killed)
-        self.say(f"Run {killed['run_id']} was killed; its record is now marked failed.")
+    def __post_init__(self) -> None:
+        self.owns_pool = self.pool is None
+        self.claims = Claims(self.pipeline.project_dir)
 
     def execute(self) -> RunResult:
         """Run the selected stages as a graph and close the record."""
@@ -159,35 +101,36 @@ class GraphRun:
         try:
             while waiting or running:
                 waiting = self._dispatch(waiting, running)
-                if not running and not self.borrowed:
+                if not running and not self.claims.borrowed:
                     break
-                done, _ = wait([*running, *self.borrowed], return_when=FIRST_COMPLETED)
+                done, _ = wait([*running, *self.claims.borrowed], return_when=FIRST_COMPLETED)
                 for future in done:
                     if future in running:
                         self._finish(running.pop(future), future)
                     else:  # another run finished a stage this one waits for: dispatch again
-                        self.borrowed.discard(future)
+                        self.claims.borrowed.discard(future)
         except BaseException as exc:  # an interrupt or a crash of the runner itself
             if self.pool is not None and self.owns_pool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
             cancelled = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, or SIGINT from a cancel
-            if cancelled:
-                self.manifest["error"] = "The run was cancelled before it finished."
-            else:
-                self.manifest["error"] = f"The runner stopped: {type(exc).__name__}: {exc}"
+            self.record.error = (
+                "The run was cancelled before it finished."
+                if cancelled
+                else f"The runner stopped: {type(exc).__name__}: {exc}"
+            )
             self._close(succeeded=False, cancelled=cancelled)
             raise
         finally:
-            for name in list(self.claims):
-                self._release(name)
+            self.claims.release_all()
         if self.pool is not None and self.owns_pool:
             self.pool.shutdown()
-        self._own_registry_changes()
+        self.policy.own_registry_changes(self.record.run_id, self.record.stages)
         if self.error is not None:
-            self.manifest["error"] = str(self.error)
+            self.record.error = str(self.error)
         self._close(succeeded=self.error is None)
+        manifest = self.record.to_dict()
         return RunResult(
-            self.manifest["run_id"], self.run_dir, self.parent, self.manifest, self.error
+            self.record.run_id, self.record.run_dir, self.mlflow.parent, manifest, self.error
         )
 
     def _dispatch(self, waiting: list[Stage], running: dict[Future[None], str]) -> list[Stage]:
@@ -203,215 +146,63 @@ class GraphRun:
 
     def _settle(self, stage: Stage, running: dict[Future[None], str], waiting: int) -> bool:
         """Skip, reuse or start ``stage`` if its inputs allow it now; return whether it was."""
-        statuses = [self.manifest["stages"][i]["status"] for i in stage.inputs]
-        if any(s in ("failed", "not run") for s in statuses):
-            self._not_run(stage)
+        record = self.record.stages[stage.name]
+        stopped, ready = self.record.inputs_status(record)
+        if stopped:
+            record.status, record.why = "not run", f"its input {', '.join(stopped)} did not finish"
+            self.record.write()
+            self.say(f"  {stage.name:<10} not run   ({record.why})")
             return True
-        if not all(s in DONE for s in statuses):
+        if not ready:
             return False
-        key = self._key(stage)
+        key = self.key(stage)
         # A forced stage executes anyway, unless another run executed it at the same time.
-        if stage.name not in self.forced or key.digest in self.shared:
-            hit = self._lookup(key)
-            if hit is not None:
-                self._reuse(stage, hit, self._unchanged(stage))
-                write_manifest(self.run_dir, self.manifest)
-                return True
-        mine, other = _claim(self.pipeline.project_dir, key.digest, len(running) < self.jobs)
-        if other is not None:  # another run in this process executes it now: wait, then reuse
-            self.borrowed.add(other)
-            self.shared.add(key.digest)
-            return False
-        if mine is None:  # every job is busy
-            return False
-        self.claims[stage.name] = (key.digest, mine)
+        hit = self.policy.lookup(key, shared=self.claims.shared)
+        if hit is not None:
+            self.reuse(stage.name, hit, self.policy.why_reused(stage.name))
+            self.record.write()
+            return True
+        if not self.claims.claim(stage.name, key.digest, can_run=len(running) < self.jobs):
+            return False  # every job is busy, or another run executes it now: wait, then reuse
         running[self._submit(stage, key, waiting=waiting)] = stage.name
         return True
 
-    def _own_registry_changes(self) -> None:
-        """Key the registry-reading stages also on the champion this run itself deployed.
-
-        A stage's key holds the champion it compared against. When this run's deploy made its
-        own model the champion, the stages are stored under that new state too, so that running
-        the unchanged pipeline again reuses them; a champion set anywhere else re-runs them.
-        """
-        if not self.registry or self.cache is None:
-            return
-        try:
-            with project_lock(self.pipeline.project_dir):
-                now = champion_state(self.pipeline.tracking_uri, self.pipeline.model_name)
-        except ModelRegistryError:
-            return  # unreadable now: the next run reads it again and decides then
-        own = {r.get("mlflow_run_id") for r in self.manifest["stages"].values()} - {None}
-        if now["champion"] is None or now["champion"]["run_id"] not in own:
-            return
-        for name, seen in self.registry.items():
-            record = self.manifest["stages"][name]
-            if seen != now and record["status"] in DONE:
-                entry = _entry(self.manifest["run_id"], record)
-                self.cache.store(self.keys[name].with_registry(now), entry)
-
-    def _release(self, name: str) -> None:
-        """Let runs waiting for this run's execution of stage ``name`` look it up again."""
-        digest, claim = self.claims.pop(name)
-        with _CLAIMS_LOCK:
-            _CLAIMS.pop((str(self.pipeline.project_dir), digest), None)
-        claim.set_result(None)
-
-    def _key(self, stage: Stage) -> CacheKey:
-        if stage.reads_registry:
-            with project_lock(self.pipeline.project_dir):  # a new database is not half-made
-                self.registry[stage.name] = champion_state(
-                    self.pipeline.tracking_uri, self.pipeline.model_name
-                )
-        key = stage_key(
-            stage.name,
-            code=code_hash(stage.notebook),
-            parameters={
-                "parameters": self.parameters[stage.name],
-                "seed": self.pipeline.seed,
-                "model_name": self.pipeline.model_name,
-            },
-            input_hashes={name: self.hashes[name] for name in stage.inputs},
-            environment=self.environment,
-            sources={name: found.digest for name, found in self.sources[stage.name].items()},
-            registry=self.registry.get(stage.name),
-        )
-        self.keys[stage.name] = key
-        self.manifest["stages"][stage.name]["cache"] = {"key": key.digest, "parts": key.parts}
-        if self.sources[stage.name]:
-            self.manifest["stages"][stage.name]["sources"] = {
-                name: {"source": found.source, "fingerprint": found.digest, "rows": found.rows}
-                for name, found in self.sources[stage.name].items()
-            }
+    def key(self, stage: Stage) -> CacheKey:
+        """Compute the cache key of ``stage`` (its inputs done) and note it in the record."""
+        key = self.policy.key(stage, {name: self.hashes[name] for name in stage.inputs})
+        record = self.record.stages[stage.name]
+        record.cache = {"key": key.digest, "parts": key.parts}
+        record.sources = self.policy.source_record(stage.name) or record.sources
         return key
 
-    def _lookup(self, key: CacheKey) -> dict[str, Any] | None:
-        assert self.cache is not None
-        hit = self.cache.lookup(key)
-        if hit is None and self.resumed is not None:
-            earlier = self.resumed["stages"].get(key.stage, {})
-            if earlier.get("status") in DONE and earlier.get("cache", {}).get("key") == key.digest:
-                hit = _entry(self.resumed["run_id"], earlier)
-        return hit
-
-    def _reuse_outside(self, stage: Stage) -> None:
-        """Take the outputs of a stage outside the selection from the cache or the newest run."""
-        hit = self._lookup(self._key(stage))
-        if hit is not None:
-            self._reuse(stage, hit, "unchanged, outside the selection")
-            return
-        for manifest in list_runs(self.pipeline.runs_dir):
-            record = manifest["stages"].get(stage.name)
-            if record and record["status"] in DONE:
-                entry = _entry(manifest["run_id"], record, self.pipeline.runs_dir)
-                if Path(entry["output_dir"]).is_dir():
-                    self._reuse(stage, entry, "outside the selection; its newest outputs")
-                    return
-        raise PipelineSpecError(
-            f"The selected stages need the outputs of stage '{stage.name}', which has no "
-            "finished run. Run it first (`nbtools run --to "
-            f"{stage.name}`) or widen the selection."
-        )
-
-    def _reuse(self, stage: Stage, entry: dict[str, Any], why: str) -> None:
-        record = self.manifest["stages"][stage.name]
-        record.update(
-            status="reused",
-            why=why,
-            reused_from=entry["run_id"],
-            output_dir=entry["output_dir"],
-            duration_s=0.0,
-            mlflow_run_id=entry.get("mlflow_run_id"),
-            executed_notebook=entry.get("executed_notebook"),
-            html=entry.get("html"),
-            recorded=entry.get("recorded", {}),
-            output_hashes=entry.get("output_hashes", {}),
-        )
-        self.outputs[stage.name] = Path(entry["output_dir"])
-        self.hashes[stage.name] = record["output_hashes"]
-        self.say(f"  {stage.name:<10} reused    from run {entry['run_id']} ({why})")
-        self._say_warnings(stage.name, record["recorded"])
-
-    def _not_run(self, stage: Stage) -> None:
-        record = self.manifest["stages"][stage.name]
-        failed = [
-            i for i in stage.inputs if self.manifest["stages"][i]["status"] in ("failed", "not run")
-        ]
-        record.update(status="not run", why=f"its input {', '.join(failed)} did not finish")
-        write_manifest(self.run_dir, self.manifest)
-        self.say(f"  {stage.name:<10} not run   ({record['why']})")
-
-    def _why(self, stage: Stage, key: CacheKey) -> str:
-        assert self.cache is not None
-        self.earlier[stage.name] = self.cache.latest_record(stage.name)
-        if stage.name in self.forced:
-            return "forced"
-        earlier = self.cache.latest_parts(stage.name)
-        if earlier is None:
-            return "no earlier execution"
-        changed = key.changed_since(earlier)
-        if "source" in changed:
-            return f"{', '.join(changed)} changed: {self._source_names(stage)}"
-        return f"{', '.join(changed)} changed" if changed else "its cached outputs are gone"
-
-    def _unchanged(self, stage: Stage) -> str:
-        if not self.sources[stage.name]:
-            return "unchanged"
-        return f"unchanged; source unchanged: {self._source_names(stage)}"
-
-    def _source_names(self, stage: Stage) -> str:
-        return ", ".join(found.source for found in self.sources[stage.name].values())
-
-    def _source_outcome(self, stage: Stage, record: dict[str, Any]) -> str | None:
-        """Say what a re-read source held: "source changed: x.csv, 1,000 rows, was 2,000"."""
-        key, earlier = self.keys[stage.name], self.earlier.get(stage.name)
-        if not self.sources[stage.name] or earlier is None:
-            return None
-        parts = (self.cache.latest_parts(stage.name) if self.cache else None) or {}
-        changed = "changed" if parts.get("source") != key.parts["source"] else "unchanged"
-        line = f"source {changed}: {self._source_names(stage)}"
-        rows, was = record["recorded"].get("rows"), earlier.get("recorded", {}).get("rows")
-        if isinstance(rows, int):
-            line += f", {rows:,} rows" + (f", was {was:,}" if isinstance(was, int) else "")
-        if record["output_hashes"] == earlier.get("output_hashes"):
-            line += "; its outputs are unchanged"
-        return line
+    def reuse(self, name: str, entry: dict[str, Any], why: str) -> None:
+        """Take a stage's outputs from a cache entry instead of executing it."""
+        record = self.record.stages[name]
+        record.reuse(entry, why)
+        self.outputs[name] = Path(entry["output_dir"])
+        self.hashes[name] = record.output_hashes
+        self.say(f"  {name:<10} reused    from run {entry['run_id']} ({why})")
+        self._say_warnings(name, record.recorded)
 
     def _submit(self, stage: Stage, key: CacheKey, *, waiting: int) -> Future[None]:
         """Open the record and MLflow run of ``stage`` and hand it to the pool."""
-        notebook, cwd = stage.notebook, self.pipeline.project_dir
-        if self.pool is None:  # started on first need: a run that reuses everything starts none
-            self.pool = stage_pool(self.jobs, self.executor, self.scheduler)
-            if isinstance(self.pool, LocalStagePool):  # the first kernels start while MLflow opens
-                self.pool.kernels.prepare(cwd, self.pool.env, min(self.jobs, waiting))
-        tracker, parent = self._tracking()
-        if isinstance(self.pool, LocalStagePool):
-            # The database exists now: kernels started from here on open it ahead. A kernel
-            # waits, or starts, for this stage and each stage still waiting after it.
-            self.pool.kernels.open_store(self.pipeline.tracking_uri)
-            self.pool.kernels.prepare(cwd, self.pool.env, waiting)
-        environ: dict[str, str] = {}
-        if isinstance(self.pool, DaskStagePool):
-            environ[SCHEDULER_VARIABLE] = self.pool.address
-        record = self.manifest["stages"][stage.name]
-        stage_dir = self.run_dir / record["dir"]
+        cwd = self.pipeline.project_dir
+        if self.pool is None:  # the first kernels start while MLflow opens
+            self.pool = self.make_pool()
+            self.pool.prepare(cwd, min(self.jobs, waiting))
+        self.mlflow.open()
+        # The database exists now: kernels started from here on open it ahead. A kernel
+        # waits, or starts, for this stage and each stage still waiting after it.
+        self.pool.open_store(self.pipeline.tracking_uri)
+        self.pool.prepare(cwd, waiting)
+        record = self.record.stages[stage.name]
+        stage_dir = self.record.run_dir / record.dir
         stage_dir.mkdir(parents=True)
-        child = tracker.start_run(
-            stage.name,
-            parent=parent,
-            tags={"nbtools.stage": stage.name, "nbtools.run_id": self.manifest["run_id"]},
-        )
-        record.update(
-            status="running",
-            why=self._why(stage, key),
-            started_at=now(),
-            output_dir=str(stage_dir),
-            mlflow_run_id=child,
-        )
+        child = self.mlflow.start_stage(stage.name)
+        record.start(stage_dir, self.policy.why_run(stage.name, key), child)
         self.clocks[stage.name] = time.monotonic()
-        write_manifest(self.run_dir, self.manifest)
-        self.say(f"  {stage.name:<10} running   ({record['why']})")
+        self.record.write()
+        self.say(f"  {stage.name:<10} running   ({record.why})")
         injected = {
             **self.parameters[stage.name],
             "inputs": {name: str(self.outputs[name]) for name in stage.inputs},
@@ -420,198 +211,158 @@ class GraphRun:
             "tracking_uri": self.pipeline.tracking_uri,
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
-        if isinstance(self.pool, LocalStagePool):
-            return self.pool.submit(
-                run_local_stage,
-                *(stage.name, notebook, executed, injected, cwd, stage.timeout),
-                self.pool,
-            )
-        return self.pool.submit(
-            run_stage_notebook,
-            *(stage.name, notebook, executed, injected, cwd, stage.timeout),
-            environ,
+        return self.pool.run_stage(
+            stage.name, stage.notebook, executed, injected, cwd, stage.timeout
         )
 
     def _finish(self, name: str, future: Future[None]) -> None:
-        record = self.manifest["stages"][name]
-        stage_dir = Path(record["output_dir"])
-        executed = stage_dir / EXECUTED_NOTEBOOK
+        """Record how an executed stage ended, store it in the cache, and close its MLflow run."""
+        record = self.record.stages[name]
+        stage_dir = Path(str(record.output_dir))
         exc = future.exception()
-        error = None if exc is None else stage_error(name, executed, exc)
-        record["duration_s"] = round(time.monotonic() - self.clocks.pop(name), 2)
-        record["status"] = "succeeded" if error is None else "failed"
-        if error is not None:
-            record["error"] = {
-                "message": error.reason,
-                "cell_index": error.cell_index,
-                "notebook": error.notebook,
-            }
-            self.error = self.error or error
-        if executed.is_file():
-            record["executed_notebook"] = str(executed)
-        if (stage_dir / HTML_RECORD).is_file():
-            record["html"] = str(stage_dir / HTML_RECORD)
-        record["recorded"] = read_recorded(stage_dir)
-        record["output_hashes"] = hash_outputs(stage_dir)
-        outcome = None if error else self._source_outcome(self.pipeline.stage(name), record)
-        write_manifest(self.run_dir, self.manifest)
+        error = None if exc is None else stage_error(name, stage_dir / EXECUTED_NOTEBOOK, exc)
+        self.error = self.error or error
+        record.finish(error, round(time.monotonic() - self.clocks.pop(name), 2))
+        outcome = None if error else self.policy.source_outcome(record, name)
+        self.record.write()
         if error is None:
-            assert self.cache is not None
-            self.cache.store(self.keys[name], _entry(self.manifest["run_id"], record))
-            self.outputs[name] = stage_dir
-            self.hashes[name] = record["output_hashes"]
-        self._release(name)
-        tracker, _ = self._tracking()
-        tracker.log_stage(
-            record["mlflow_run_id"],
-            self.parameters[name],
-            record["recorded"],
-            [executed, stage_dir / HTML_RECORD],
-        )
-        tracker.finish(record["mlflow_run_id"], succeeded=error is None)
+            self.policy.store(name, self.record.run_id, record)
+            self.outputs[name], self.hashes[name] = stage_dir, record.output_hashes
+        self.claims.release(name)
+        files = [stage_dir / EXECUTED_NOTEBOOK, stage_dir / HTML_RECORD]
+        self.mlflow.finish_stage(record, self.parameters[name], files)
         self.say(
-            f"  {name:<10} {record['status']:<9} {record['duration_s']:6.1f} s"
+            f"  {name:<10} {record.status:<9} {record.duration_s:6.1f} s"
             + (f"  {error.reason}" if error else "")
         )
         if outcome is not None:
             self.say(f"  {'':<10} {outcome}")
-        self._say_warnings(name, record["recorded"])
+        self._say_warnings(name, record.recorded)
 
     def _say_warnings(self, name: str, recorded: dict[str, Any]) -> None:
         """Print what the stage warned about (rows it removed, values it changed)."""
         for message in stage_warnings(recorded):
             self.say(f"  {name:<10} warning   {message}")
 
-    def _tracking(self) -> tuple[Tracker, str]:
-        """Open MLflow and the parent run on first need: a run that reuses everything logs nothing.
-
-        Opening happens under the project lock, so that a new SQLite database is created and
-        migrated once, before any stage process (or a second run) opens it.
-        """
-        if self.tracker is None or self.parent is None:
-            from nbtools.records.tracking import Tracker
-
-            pipeline = self.pipeline
-            with project_lock(pipeline.project_dir):
-                self.tracker = Tracker(
-                    pipeline.tracking_uri, pipeline.name, pipeline.project_dir / "mlartifacts"
-                )
-            run_id = self.manifest["run_id"]
-            self.parent = self.tracker.start_run(run_id, tags={"nbtools.run_id": run_id})
-            self.tracker.log_parent(
-                self.parent,
-                {
-                    "profile": self.manifest["profile"] or "none",
-                    "seed": pipeline.seed,
-                    "overrides": self.manifest["overrides"],
-                },
-            )
-            self.manifest["mlflow"]["parent_run_id"] = self.parent
-        return self.tracker, self.parent
-
     def _close(self, *, succeeded: bool, cancelled: bool = False) -> None:
-        for record in self.manifest["stages"].values():
-            if record["status"] == "running":
-                record["status"] = "failed"
-                record["error"] = {
-                    "message": "interrupted before the stage finished",
-                    "cell_index": None,
-                    "notebook": record.get("executed_notebook"),
-                }
-                if self.tracker is not None:
-                    self.tracker.finish(record["mlflow_run_id"], succeeded=False)
-            elif record["status"] == "pending":
-                record["status"] = "not run"
-        self.manifest["status"] = (
-            "succeeded" if succeeded else "cancelled" if cancelled else "failed"
-        )
-        self.manifest["finished_at"] = now()
-        self.manifest["duration_s"] = round(time.monotonic() - self.started, 2)
-        path = write_manifest(self.run_dir, self.manifest)
-        if self.tracker is not None and self.parent is not None:
-            self.tracker.log_file(self.parent, path)
-            self.tracker.finish(self.parent, succeeded=succeeded)
+        """Settle the unfinished stages and the run's status; close the MLflow runs."""
+        self.mlflow.fail(self.record.close(succeeded=succeeded, cancelled=cancelled))
+        self.mlflow.close(self.record.write(), succeeded=succeeded)
 
 
-def _claim(
-    project_dir: Path, digest: str, can_run: bool
-) -> tuple[Future[None] | None, Future[None] | None]:
-    """Claim the execution of a stage by its cache key, unless another run holds the claim.
-
-    Returns ``(mine, None)`` when this run may execute it (``can_run``) and now holds the
-    claim, ``(None, other)`` when another run in this process executes it right now, and
-    ``(None, None)`` when this run has no free job for it.
-    """
-    key = (str(project_dir), digest)
-    with _CLAIMS_LOCK:
-        other = _CLAIMS.get(key)
-        if other is not None:
-            return None, other
-        if not can_run:
-            return None, None
-        mine: Future[None] = Future()
-        _CLAIMS[key] = mine
-        return mine, None
-
-
-def _entry(run_id: str, record: Mapping[str, Any], runs_dir: Path | None = None) -> dict[str, Any]:
-    """Return what a later run needs to reuse a finished stage record."""
-    output_dir = record.get("output_dir")
-    if output_dir is None and runs_dir is not None:
-        output_dir = str(runs_dir / run_id / record["dir"])
-    return {
-        "run_id": record.get("reused_from") or run_id,
-        "output_dir": output_dir,
-        "recorded": record.get("recorded", {}),
-        "output_hashes": record.get("output_hashes", {}),
-        "executed_notebook": record.get("executed_notebook"),
-        "html": record.get("html"),
-        "mlflow_run_id": record.get("mlflow_run_id"),
-    }
-
-
-def _new_manifest(
+def start_run(
     pipeline: Pipeline,
-    run_id: str,
-    profile: str | None,
-    overrides: Mapping[str, Any] | None,
+    parameters: dict[str, dict[str, Any]],
+    selected: list[str],
+    *,
+    forced: set[str],
+    resumed: dict[str, Any] | None,
+    settings: Mapping[str, Any],
+    say: Echo,
+    pool: StagePool | None = None,
+) -> GraphRun:
+    """Settle the stages outside the selection, write the first record and return the loop.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline to run.
+    parameters : dict
+        Each stage's resolved parameters.
+    selected : list of str
+        The stages to run.
+    forced : set of str
+        Stages executed even when their cache key matches.
+    resumed : dict or None
+        The manifest of the failed or killed run this one continues.
+    settings : mapping
+        ``profile``, ``overrides``, ``jobs``, ``executor`` and ``scheduler``, kept in the record.
+    say : callable
+        Called with each line of progress.
+    pool : StagePool, optional
+        A stage pool shared with other runs; by default the run makes its own.
+
+    Raises
+    ------
+    PipelineSpecError
+        When a stage outside the selection has no outputs to reuse.
+    """
+    clock = time.monotonic()
+    needed = {s.name for name in selected for s in pipeline.upstream(name)}
+    stages = [s for s in pipeline.stages if s.name in needed]
+    policy = CachePolicy(
+        pipeline,
+        parameters,
+        fingerprint_stages(stages, parameters, pipeline.project_dir, required=set(selected)),
+        forced,
+        resumed,
+    )
+    record = _first_record(pipeline, stages, parameters, settings, clock=clock)
+    record.selected, record.forced = list(selected), sorted(forced)
+    record.resumed_from = resumed["run_id"] if resumed else None
+    jobs, executor, scheduler = settings["jobs"], settings["executor"], settings["scheduler"]
+    run = GraphRun(
+        pipeline,
+        parameters,
+        selected,
+        record,
+        policy,
+        MlflowRuns(pipeline, record),
+        say,
+        jobs,
+        partial(stage_pool, jobs, executor, scheduler),
+        pool,
+    )
+    for stage in stages:
+        if stage.name not in selected:
+            run.reuse(stage.name, *policy.outside_selection(stage, run.key(stage)))
+    record.write()
+    say(f"Run {record.run_id}: {len(selected)} stage(s) selected, record in {record.run_dir}")
+    if resumed is not None and resumed["status"] == "running":
+        _close_killed(run, resumed)
+    return run
+
+
+def _first_record(
+    pipeline: Pipeline,
     stages: list[Stage],
-) -> dict[str, Any]:
+    parameters: dict[str, dict[str, Any]],
+    settings: Mapping[str, Any],
+    *,
+    clock: float,
+) -> RunRecord:
+    """Return the record of a new run with every needed stage pending."""
     index = {s.name: i for i, s in enumerate(pipeline.stages, start=1)}
-    return {
-        "run_id": run_id,
-        "pipeline": pipeline.name,
-        "project_dir": str(pipeline.project_dir),
-        "status": "running",
-        "started_at": now(),
-        "finished_at": None,
-        "duration_s": None,
-        "profile": profile,
-        "overrides": dict(overrides or {}),
-        "process": {"host": socket.gethostname(), "pid": os.getpid()},
-        "mlflow": {"tracking_uri": pipeline.tracking_uri, "parent_run_id": None},
-        "environment": environment.describe(pipeline.project_dir, pipeline.seed),
-        "error": None,
-        "stages": {
-            s.name: {
-                "status": "pending",
-                "why": None,
-                "dir": stage_dir_name(index[s.name], s.name),
-                "output_dir": None,
-                "reused_from": None,
-                "notebook": str(s.notebook),
-                "inputs": list(s.inputs),
-                "parameters": {},
-                "cache": None,
-                "started_at": None,
-                "duration_s": None,
-                "mlflow_run_id": None,
-                "executed_notebook": None,
-                "html": None,
-                "recorded": {},
-                "output_hashes": {},
-                "error": None,
-            }
+    run_id = new_run_id()
+    return new_run_record(
+        run_id,
+        pipeline.runs_dir / run_id,
+        pipeline=pipeline.name,
+        project_dir=pipeline.project_dir,
+        stages={
+            s.name: StageRecord(
+                dir=stage_dir_name(index[s.name], s.name),
+                notebook=str(s.notebook),
+                inputs=list(s.inputs),
+                parameters=parameters[s.name],
+            )
             for s in stages
         },
-    }
+        profile=settings["profile"],
+        overrides=dict(settings["overrides"] or {}),
+        mlflow={"tracking_uri": pipeline.tracking_uri, "parent_run_id": None},
+        environment=environment.describe(pipeline.project_dir, pipeline.seed),
+        jobs=settings["jobs"],
+        executor=settings["executor"],
+        scheduler=settings["scheduler"],
+        clock=clock,
+    )
+
+
+def _close_killed(run: GraphRun, killed: dict[str, Any]) -> None:
+    """Mark a killed run, and its open MLflow runs, failed: it will never close them itself."""
+    tracker, _ = run.mlflow.open()
+    for mlflow_run in mark_killed(killed, run.record.run_id):
+        tracker.finish(mlflow_run, succeeded=False)
+    write_manifest(run.pipeline.runs_dir / killed["run_id"], killed)
+    run.say(f"Run {killed['run_id']} was killed; its record is now marked failed.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,10 @@ from nbtools.errors import RunNotFoundError
 from nbtools.pipeline.spec import Pipeline, load_pipeline
 from nbtools.pipeline.stage_selection import select_stages
 from nbtools.records.history import process_alive
+from nbtools.records.manifest import DONE
 from nbtools.records.runs import RunResult, load_run
-from nbtools.runner.graph import GraphRun
+from nbtools.runner.graph import start_run
+from nbtools.runner.pool import StagePool
 from nbtools.runner.scheduler import default_jobs
 
 __all__ = ["RunResult", "run_pipeline"]
@@ -45,7 +46,7 @@ def run_pipeline(
     scheduler: str | None = None,
     resume: str | None = None,
     echo: Echo | None = None,
-    pool: Executor | None = None,
+    pool: StagePool | None = None,
 ) -> RunResult:
     """Run the pipeline of a project and keep its run record.
 
@@ -81,7 +82,7 @@ def run_pipeline(
         forced and had not finished are forced again.
     echo : callable, optional
         Called with one line of progress at a time.
-    pool : Executor, optional
+    pool : StagePool, optional
         Where stages execute, from :func:`~nbtools.runner.scheduler.stage_pool`, shared with
         runs going on at the same time (a sweep's variants); the caller shuts it down. By
         default the run makes its own from ``jobs``, ``executor`` and ``scheduler`` when the
@@ -106,31 +107,31 @@ def run_pipeline(
     resumed: dict[str, Any] | None = None
     if resume is not None:
         resumed = _resumable(pipeline, resume)
-        profile, overrides = resumed["profile"], resumed["overrides"]
+        profile, overrides, force = resumed["profile"], resumed["overrides"], _unfinished(resumed)
         only, targets, start, stop = resumed["selected"], None, None, None
-        # A forced run stays forced for the stages it had not finished.
-        force = [
-            name
-            for name in resumed.get("forced", [])
-            if resumed["stages"].get(name, {}).get("status") not in ("succeeded", "reused")
-        ]
     parameters = pipeline.resolve(profile, overrides)
     selected = select_stages(pipeline, only=only, start=start, stop=stop, targets=targets)
-    run = GraphRun(
-        pipeline=pipeline,
-        parameters=parameters,
-        selected=selected,
+    settings = {"profile": profile, "overrides": overrides, "jobs": jobs or default_jobs()}
+    run = start_run(
+        pipeline,
+        parameters,
+        selected,
         forced=_forced(pipeline, force),
-        jobs=jobs or default_jobs(),
-        executor=executor,
-        scheduler=scheduler,
-        say=echo or (lambda _line: None),
         resumed=resumed,
+        settings={**settings, "executor": executor, "scheduler": scheduler},
+        say=echo or (lambda _line: None),
         pool=pool,
-        owns_pool=pool is None,
     )
-    run.prepare(profile, overrides)
     return run.execute()
+
+
+def _unfinished(resumed: dict[str, Any]) -> list[str]:
+    """Return the stages a resumed run forced and had not finished: they stay forced."""
+    return [
+        name
+        for name in resumed.get("forced", [])
+        if resumed["stages"].get(name, {}).get("status") not in DONE
+    ]
 
 
 def _forced(pipeline: Pipeline, force: bool | Iterable[str]) -> set[str]:

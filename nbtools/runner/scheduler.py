@@ -19,6 +19,7 @@ from typing import Any
 
 from nbtools.errors import InvalidParameterError, StageFailedError
 from nbtools.records.runs import HTML_RECORD
+from nbtools.runner.pool import StagePool
 
 #: Where stages can execute.
 EXECUTORS = ("local", "dask")
@@ -191,6 +192,26 @@ class LocalStagePool(Executor):
             future.set_exception(exc)
         return future
 
+    def prepare(self, cwd: Path, wanted: int = 1) -> None:
+        """Start kernels ahead in ``cwd`` for ``wanted`` stages to come (within the memory)."""
+        self.kernels.prepare(cwd, self.env, wanted)
+
+    def open_store(self, tracking_uri: str) -> None:
+        """Let kernels started from now on open the MLflow store at ``tracking_uri`` ahead."""
+        self.kernels.open_store(tracking_uri)
+
+    def run_stage(
+        self,
+        stage: str,
+        notebook: Path,
+        executed: Path,
+        injected: dict[str, Any],
+        cwd: Path,
+        timeout: int,
+    ) -> Future[None]:
+        """Execute a stage notebook in a kernel of this pool (see :func:`run_local_stage`)."""
+        return self.submit(run_local_stage, stage, notebook, executed, injected, cwd, timeout, self)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the stage kernels and the threads.
 
@@ -204,8 +225,8 @@ class LocalStagePool(Executor):
             self._threads.shutdown(wait=True, cancel_futures=cancel_futures)
 
 
-def stage_pool(jobs: int, executor: str = "local", scheduler: str | None = None) -> Executor:
-    """Return an executor running up to ``jobs`` stages at once, each in its own kernel.
+def stage_pool(jobs: int, executor: str = "local", scheduler: str | None = None) -> StagePool:
+    """Return a stage pool running up to ``jobs`` stages at once, each in its own kernel.
 
     Parameters
     ----------

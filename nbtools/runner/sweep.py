@@ -26,7 +26,7 @@ from nbtools.params import parse_assignment
 from nbtools.pipeline.spec import Pipeline, load_pipeline
 from nbtools.records.runs import RunResult
 from nbtools.runner.run import run_pipeline
-from nbtools.runner.scheduler import LocalStagePool, default_jobs, stage_pool
+from nbtools.runner.scheduler import default_jobs, stage_pool
 
 #: Recorded values with this prefix are the held-out metrics a comparison shows.
 METRIC_PREFIX = "test_"
@@ -149,8 +149,7 @@ def run_sweep(
             for combo in combos
         ]
     pool = stage_pool(jobs, executor, options.get("scheduler"))
-    if isinstance(pool, LocalStagePool):  # the first stage's kernel starts at once
-        pool.kernels.prepare(pipeline.project_dir, pool.env)
+    pool.prepare(pipeline.project_dir)  # the first stage's kernel starts at once
     say = options.pop("echo", None) or (lambda _line: None)
     threads = ThreadPoolExecutor(len(combos), thread_name_prefix="nbtools-variant")
     try:
