@@ -153,8 +153,8 @@ class CachePolicy:
                     return entry, "outside the selection; its newest outputs"
         raise PipelineSpecError(
             f"The selected stages need the outputs of stage '{stage.name}', which has no "
-            "finished run. Run it first (`nbtools run --to "
-            f"{stage.name}`) or widen the selection."
+            f"finished run. Run '{stage.name}' and the stages it needs first, or widen the "
+            "selection."
         )
 
     def why_reused(self, stage: str) -> str:

@@ -64,7 +64,7 @@ class DaskStagePool(Executor):
             raise ClusterError(
                 f"Cannot reach the Dask scheduler at '{scheduler}' within {CONNECT_TIMEOUT} s "
                 f"({exc}). Start one with `dask scheduler` and workers with "
-                "`dask worker ADDRESS --nthreads 1`, or drop --scheduler to start a local cluster."
+                "`dask worker ADDRESS --nthreads 1`, or name no scheduler to start a local cluster."
             ) from exc
         self.address = str(self.client.scheduler.address)
         self._executor = self.client.get_executor(pure=False)
