@@ -150,7 +150,7 @@ def test_a_stage_outside_the_selection_comes_from_the_newest_run_that_has_it(
 ) -> None:
     policy = _policy(pipeline)
     key = policy.key(pipeline.stage("produce"), {})
-    with pytest.raises(PipelineSpecError, match="Run it first"):
+    with pytest.raises(PipelineSpecError, match="and the stages it needs first"):
         policy.outside_selection(pipeline.stage("produce"), key)
     run_dir = pipeline.runs_dir / "20260101-000000-aaaaaa"
     (run_dir / "01_produce").mkdir(parents=True)
