@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 
 from nbtools.errors import InvalidParameterError, ModelRegistryError
 from nbtools.ml import bootstrap, evaluation
-from nbtools.ml.bootstrap import GainInterval
+from nbtools.ml.bootstrap import GainInterval, RowScores
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -280,40 +280,13 @@ def gate(
         raise InvalidParameterError(
             f"The margin must be a float in the range [0, inf). Got {margin!r} instead."
         )
-    binary = task == "classification" and _n_classes(challenger_model, y_test) == 2
-    primary, default_direction = evaluation.primary_metric(task, binary)
-    if metric is None:
-        metric = primary
-    elif metric not in bootstrap.METRICS[task]:
-        raise InvalidParameterError(
-            f"The metric '{metric}' is not among the {task} metrics "
-            f"({', '.join(bootstrap.METRICS[task])})."
-        )
-    else:
-        default_direction = metric not in _LOWER_IS_BETTER
-    direction = default_direction if greater_is_better is None else greater_is_better
-
+    metric, direction = _gate_metric(task, challenger_model, y_test, metric, greater_is_better)
     challenger = bootstrap.row_scores(
         challenger_model, _model_view(challenger_model, X_test), y_test, metric=metric
     )
-    champion = None
-    problem = None
-    if champion_model is not None:
-        try:
-            champion = bootstrap.row_scores(
-                champion_model, _model_view(champion_model, X_test), y_test, metric=metric
-            )
-        except Exception as exc:  # the champion is unusable on this data, whatever the cause
-            problem = f"cannot score the test data ({type(exc).__name__}: {exc})"
-            if not replace_broken:
-                raise ModelRegistryError(
-                    f"The champion (version {champion_version or 'unknown'}) {problem}. Its "
-                    "input columns may differ from the new model's. Let the new model replace "
-                    "it with replace_broken=True (the deploy stage's "
-                    "replace_broken_champion=True)."
-                ) from exc
-    elif champion_version is not None:
-        problem = "could not be loaded"
+    champion, problem = _champion_scores(
+        champion_model, X_test, y_test, metric, champion_version, replace_broken=replace_broken
+    )
 
     score = challenger.value()
     champion_score = None if champion is None else champion.value()
@@ -359,6 +332,57 @@ def gate(
         resamples=interval.resamples,
         interval=interval,
     )
+
+
+def _gate_metric(
+    task: str,
+    challenger_model: Any,
+    y_test: pd.Series | None,
+    metric: str | None,
+    greater_is_better: bool | None,
+) -> tuple[str, bool]:
+    """The gate's metric (the task's primary one by default) and its direction."""
+    binary = task == "classification" and _n_classes(challenger_model, y_test) == 2
+    primary, default_direction = evaluation.primary_metric(task, binary)
+    if metric is None:
+        metric = primary
+    elif metric not in bootstrap.METRICS[task]:
+        raise InvalidParameterError(
+            f"The metric '{metric}' is not among the {task} metrics "
+            f"({', '.join(bootstrap.METRICS[task])})."
+        )
+    else:
+        default_direction = metric not in _LOWER_IS_BETTER
+    return metric, default_direction if greater_is_better is None else greater_is_better
+
+
+def _champion_scores(
+    champion_model: Any | None,
+    X_test: pd.DataFrame,
+    y_test: pd.Series | None,
+    metric: str,
+    champion_version: str | None,
+    *,
+    replace_broken: bool,
+) -> tuple[RowScores | None, str | None]:
+    """The champion's row scores, or None and what is wrong with the champion (if anything)."""
+    if champion_model is None:
+        return None, None if champion_version is None else "could not be loaded"
+    try:
+        scores = bootstrap.row_scores(
+            champion_model, _model_view(champion_model, X_test), y_test, metric=metric
+        )
+    except Exception as exc:  # the champion is unusable on this data, whatever the cause
+        problem = f"cannot score the test data ({type(exc).__name__}: {exc})"
+        if not replace_broken:
+            raise ModelRegistryError(
+                f"The champion (version {champion_version or 'unknown'}) {problem}. Its "
+                "input columns may differ from the new model's. Let the new model replace "
+                "it with replace_broken=True (the deploy stage's "
+                "replace_broken_champion=True)."
+            ) from exc
+        return None, problem
+    return scores, None
 
 
 def _reason(
