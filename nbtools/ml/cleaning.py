@@ -228,6 +228,34 @@ def apply(
     report: dict[str, Any] = {"rows_in": len(df), "columns_dropped": list(params.drop_columns)}
     out = df.drop(columns=params.drop_columns)
 
+    out, fixes, lost = _fix_types(out, params, target)
+    report["type_fixes"] = fixes
+    report["made_missing"] = {name: n for name, n in lost.items() if n}
+    check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
+
+    keep, missing_target, invalid = _rows_to_keep(out, params, target)
+    report["missing_target_dropped"] = missing_target
+    report["invalid_rows_dropped"] = invalid
+    out = out[keep]
+
+    duplicates = out.duplicated()
+    report["duplicates"] = int(duplicates.sum())
+    if not params.drop_duplicates:
+        duplicates = pd.Series(False, index=out.index)
+    report["duplicates_dropped"] = int(duplicates.sum())
+    out = out[~duplicates].reset_index(drop=True)
+    report["rows_out"] = len(out)
+    return out, report
+
+
+def _fix_types(
+    out: pd.DataFrame, params: CleaningParams, target: str | None
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+    """Fix the column types (``fix_types``), then apply the chosen ones (``column_choices``).
+
+    Returns the table, the fixes ({column: "old -> new"}) and, per column, the values that
+    became missing. ``out`` is changed in place.
+    """
     fixes: dict[str, str] = {}
     lost: dict[str, int] = {}
     if params.fix_types:
@@ -244,14 +272,20 @@ def apply(
                 fixes[name] = f"{out[name].dtype} -> {converted.dtype} (chosen)"
             lost[name] = lost.get(name, 0) + _made_missing(out[name], converted)
             out[name] = converted
-    report["type_fixes"] = fixes
-    report["made_missing"] = {name: n for name, n in lost.items() if n}
-    check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
+    return out, fixes, lost
 
+
+def _rows_to_keep(
+    out: pd.DataFrame, params: CleaningParams, target: str | None
+) -> tuple[pd.Series, int, dict[str, int]]:
+    """Mark the rows to keep: those with a target and no negative ``non_negative_columns`` value.
+
+    Returns the mask, the rows without a target and the invalid rows per column.
+    """
     keep = pd.Series(True, index=out.index)
     if target is not None:
         keep &= out[target].notna()
-    report["missing_target_dropped"] = int((~keep).sum())
+    missing_target = int((~keep).sum())
     invalid: dict[str, int] = {}
     for name in params.non_negative_columns:
         column = out[name]
@@ -263,17 +297,7 @@ def apply(
         negative = keep & (column < 0)
         invalid[name] = int(negative.sum())
         keep &= ~negative
-    report["invalid_rows_dropped"] = invalid
-    out = out[keep]
-
-    duplicates = out.duplicated()
-    report["duplicates"] = int(duplicates.sum())
-    if not params.drop_duplicates:
-        duplicates = pd.Series(False, index=out.index)
-    report["duplicates_dropped"] = int(duplicates.sum())
-    out = out[~duplicates].reset_index(drop=True)
-    report["rows_out"] = len(out)
-    return out, report
+    return keep, missing_target, invalid
 
 
 def _made_missing(before: pd.Series, after: pd.Series) -> int:
