@@ -48,7 +48,23 @@ def make_churn(n_rows: int = 2000, seed: int = 0) -> pd.DataFrame:
         raise InvalidParameterError(f"'n_rows' must be a positive integer. Got {n_rows!r} instead.")
     rng = np.random.default_rng(seed)
     n = int(n_rows)
+    drawn = _customers(rng, n)
+    churned = _churn(rng, n, drawn)
+    _make_dirty(rng, n, drawn)
+    columns = _columns(drawn, churned)
+    duplicates = rng.choice(n, size=n // 100, replace=False)
+    originals = rng.integers(0, n, size=duplicates.size)
+    for values in columns.values():
+        values[duplicates] = values[originals]
+    frame = pd.DataFrame(columns)
+    for name, values in frame.items():
+        if values.dtype == object:
+            frame[name] = values.astype("str")
+    return frame
 
+
+def _customers(rng: np.random.Generator, n: int) -> dict[str, Any]:
+    """Draw the customers' attributes, as codes and numbers, before any dirt."""
     contract = rng.choice(3, n, p=[0.55, 0.25, 0.20])
     # months as a customer, 0-72: short for monthly contracts, long for two-year ones
     tenure = np.round(
@@ -67,63 +83,81 @@ def make_churn(n_rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     support = rng.poisson(np.where(internet == 1, 2.0, 1.0))
     days = tenure * 30.44 + rng.integers(0, 30, n)
     signup = (pd.Timestamp("2025-01-01") - pd.to_timedelta(days, unit="D").round("D")).as_unit("us")
+    return {
+        "contract": contract,
+        "tenure": tenure,
+        "internet": internet,
+        "payment": payment,
+        "region": region,
+        "paperless": paperless,
+        "age": age,
+        "monthly": monthly,
+        "total": total,
+        "usage": usage,
+        "support": support,
+        "signup": signup,
+    }
 
+
+def _churn(rng: np.random.Generator, n: int, drawn: dict[str, Any]) -> np.ndarray:
+    """Draw who churned, from a logistic model of the attributes plus noise."""
+    contract, tenure, internet = drawn["contract"], drawn["tenure"], drawn["internet"]
     logit = (
         -1.6
         + np.array([1.2, -0.2, -1.2])[contract]
         - 0.035 * tenure
-        + 0.012 * (monthly - 65)
-        + 0.30 * support
+        + 0.012 * (drawn["monthly"] - 65)
+        + 0.30 * drawn["support"]
         + np.array([0.0, 0.55, -0.4])[internet]
-        + np.array([0.5, 0.0, -0.1, -0.1])[payment]
-        - 0.008 * (age - 46)
-        + 0.15 * paperless
+        + np.array([0.5, 0.0, -0.1, -0.1])[drawn["payment"]]
+        - 0.008 * (drawn["age"] - 46)
+        + 0.15 * drawn["paperless"]
         + rng.normal(0, 0.7, n)
     )
-    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    churned: np.ndarray = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return churned
 
-    # what real exports look like: outliers, invalid rows, missing values, duplicates
-    # (exact shares of rows, so that even a small table shows every kind of problem)
+
+def _make_dirty(rng: np.random.Generator, n: int, drawn: dict[str, Any]) -> None:
+    """Add what real exports look like: outliers, invalid rows and missing values.
+
+    Exact shares of rows, so that even a small table shows every kind of problem.
+    """
+    monthly, support = drawn["monthly"], drawn["support"]
     rows = _rows(rng, n, 0.003)
     monthly[rows] *= rng.uniform(5, 10, rows.size)
     rows = _rows(rng, n, 0.002)
     support[rows] += rng.integers(15, 40, rows.size)
-    tenure = tenure.astype(np.int64)
+    tenure = drawn["tenure"] = drawn["tenure"].astype(np.int64)
     rows = _rows(rng, n, 0.003)
     tenure[rows] = -rng.integers(1, 24, rows.size)
-    age[_rows(rng, n, 0.03)] = np.nan
+    drawn["age"][_rows(rng, n, 0.03)] = np.nan
     monthly[_rows(rng, n, 0.025)] = np.nan
-    total[_rows(rng, n, 0.03)] = np.nan
-    usage[_rows(rng, n, 0.04)] = np.nan
-    internet[_rows(rng, n, 0.02)] = -1
-    payment[_rows(rng, n, 0.02)] = -1
+    drawn["total"][_rows(rng, n, 0.03)] = np.nan
+    drawn["usage"][_rows(rng, n, 0.04)] = np.nan
+    drawn["internet"][_rows(rng, n, 0.02)] = -1
+    drawn["payment"][_rows(rng, n, 0.02)] = -1
 
-    columns: dict[str, Any] = {
-        "signup_date": signup.to_numpy(copy=True),
-        "age": age,
-        "region": _labels(region, ["north", "south", "east", "west"]),
-        "contract": _labels(contract, ["month-to-month", "one year", "two year"]),
-        "tenure_months": tenure,
-        "internet_service": _labels(internet, ["dsl", "fiber optic", "none"]),
-        "monthly_charges": np.round(monthly, 2),
-        "total_charges": total,
-        "data_usage_gb": usage,
-        "support_calls": support.astype(np.int64),
+
+def _columns(drawn: dict[str, Any], churned: np.ndarray) -> dict[str, Any]:
+    """Name the columns and turn the codes into the categories an export shows."""
+    return {
+        "signup_date": drawn["signup"].to_numpy(copy=True),
+        "age": drawn["age"],
+        "region": _labels(drawn["region"], ["north", "south", "east", "west"]),
+        "contract": _labels(drawn["contract"], ["month-to-month", "one year", "two year"]),
+        "tenure_months": drawn["tenure"],
+        "internet_service": _labels(drawn["internet"], ["dsl", "fiber optic", "none"]),
+        "monthly_charges": np.round(drawn["monthly"], 2),
+        "total_charges": drawn["total"],
+        "data_usage_gb": drawn["usage"],
+        "support_calls": drawn["support"].astype(np.int64),
         "payment_method": _labels(
-            payment, ["electronic check", "mailed check", "bank transfer", "credit card"]
+            drawn["payment"], ["electronic check", "mailed check", "bank transfer", "credit card"]
         ),
-        "paperless_billing": _labels(paperless.astype(int), ["no", "yes"]),
+        "paperless_billing": _labels(drawn["paperless"].astype(int), ["no", "yes"]),
         "churned": _labels(churned.astype(int), ["no", "yes"]),
     }
-    duplicates = rng.choice(n, size=n // 100, replace=False)
-    originals = rng.integers(0, n, size=duplicates.size)
-    for values in columns.values():
-        values[duplicates] = values[originals]
-    frame = pd.DataFrame(columns)
-    for name, values in frame.items():
-        if values.dtype == object:
-            frame[name] = values.astype("str")
-    return frame
 
 
 def _rows(rng: np.random.Generator, n: int, share: float) -> np.ndarray:

@@ -16,23 +16,17 @@ edit.
 from __future__ import annotations
 
 import re
-import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nbtools.errors import InvalidParameterError
+from nbtools.ml._outliers import OutlierClipper, clipping_report, iqr_bounds
+from nbtools.ml._preprocessor import build_preprocessor, check_column_choices, grouped_categories
 from nbtools.ml.data import require_columns
-from nbtools.ml.encoding import MODEL_KINDS, NativeCategories, auto_encoding, target_encoder
 from nbtools.params import StageParams, param
 
 __all__ = [
@@ -63,14 +57,6 @@ CHOICES = {
     "imputation": ("median", "mean", "most_frequent", "constant"),
     "outliers": ("none", "clip"),
     "encoding": ("onehot", "ordinal", "target"),
-}
-_FITTING: dict[str, dict[str, tuple[str, ...]]] = {
-    "numeric": {"imputation": ("median", "mean", "constant"), "outliers": ("none", "clip")},
-    "categorical": {
-        "imputation": ("most_frequent", "constant"),
-        "encoding": ("onehot", "ordinal", "target"),
-    },
-    "datetime": {},
 }
 
 
@@ -223,6 +209,34 @@ def apply(
     report: dict[str, Any] = {"rows_in": len(df), "columns_dropped": list(params.drop_columns)}
     out = df.drop(columns=params.drop_columns)
 
+    out, fixes, lost = _fix_types(out, params, target)
+    report["type_fixes"] = fixes
+    report["made_missing"] = {name: n for name, n in lost.items() if n}
+    check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
+
+    keep, missing_target, invalid = _rows_to_keep(out, params, target)
+    report["missing_target_dropped"] = missing_target
+    report["invalid_rows_dropped"] = invalid
+    out = out[keep]
+
+    duplicates = out.duplicated()
+    report["duplicates"] = int(duplicates.sum())
+    if not params.drop_duplicates:
+        duplicates = pd.Series(False, index=out.index)
+    report["duplicates_dropped"] = int(duplicates.sum())
+    out = out[~duplicates].reset_index(drop=True)
+    report["rows_out"] = len(out)
+    return out, report
+
+
+def _fix_types(
+    out: pd.DataFrame, params: CleaningParams, target: str | None
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+    """Fix the column types (``fix_types``), then apply the chosen ones (``column_choices``).
+
+    Returns the table, the fixes ({column: "old -> new"}) and, per column, the values that
+    became missing. ``out`` is changed in place.
+    """
     fixes: dict[str, str] = {}
     lost: dict[str, int] = {}
     if params.fix_types:
@@ -239,14 +253,20 @@ def apply(
                 fixes[name] = f"{out[name].dtype} -> {converted.dtype} (chosen)"
             lost[name] = lost.get(name, 0) + _made_missing(out[name], converted)
             out[name] = converted
-    report["type_fixes"] = fixes
-    report["made_missing"] = {name: n for name, n in lost.items() if n}
-    check_column_choices(params, *column_types(out, target), target=target, present=out.columns)
+    return out, fixes, lost
 
+
+def _rows_to_keep(
+    out: pd.DataFrame, params: CleaningParams, target: str | None
+) -> tuple[pd.Series, int, dict[str, int]]:
+    """Mark the rows to keep: those with a target and no negative ``non_negative_columns`` value.
+
+    Returns the mask, the rows without a target and the invalid rows per column.
+    """
     keep = pd.Series(True, index=out.index)
     if target is not None:
         keep &= out[target].notna()
-    report["missing_target_dropped"] = int((~keep).sum())
+    missing_target = int((~keep).sum())
     invalid: dict[str, int] = {}
     for name in params.non_negative_columns:
         column = out[name]
@@ -258,17 +278,7 @@ def apply(
         negative = keep & (column < 0)
         invalid[name] = int(negative.sum())
         keep &= ~negative
-    report["invalid_rows_dropped"] = invalid
-    out = out[keep]
-
-    duplicates = out.duplicated()
-    report["duplicates"] = int(duplicates.sum())
-    if not params.drop_duplicates:
-        duplicates = pd.Series(False, index=out.index)
-    report["duplicates_dropped"] = int(duplicates.sum())
-    out = out[~duplicates].reset_index(drop=True)
-    report["rows_out"] = len(out)
-    return out, report
+    return keep, missing_target, invalid
 
 
 def _made_missing(before: pd.Series, after: pd.Series) -> int:
@@ -289,55 +299,6 @@ def _convert(column: pd.Series, kind: str) -> pd.Series:
     if pd.api.types.is_string_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return column
     return column.map(lambda value: value if pd.isna(value) else str(value)).astype("str")
-
-
-def check_column_choices(
-    params: CleaningParams,
-    numeric_columns: list[str],
-    categorical_columns: list[str],
-    *,
-    target: str | None = None,
-    present: Iterable[Any] | None = None,
-) -> None:
-    """Check that every per-column choice names a feature column and suits its kind.
-
-    Columns in neither list are taken as dates. ``present`` (the cleaned table's columns, when
-    known) catches choices for a column that is missing or dropped.
-
-    Raises
-    ------
-    InvalidParameterError
-        When a column is the target or not a feature, or a choice does not fit the column's
-        kind (median imputation of a categorical column, outlier clipping of a date...).
-    """
-    kinds = {name: "numeric" for name in numeric_columns}
-    kinds |= {name: "categorical" for name in categorical_columns}
-    for column, choices in params.column_choices.items():
-        where = f"The 'column_choices' parameter of stage '{_STAGE}'"
-        if column == target:
-            raise InvalidParameterError(f"{where} sets choices for the target '{column}'.")
-        if present is not None and column not in set(present):
-            raise InvalidParameterError(
-                f"{where} names column '{column}', which is not in the cleaned data (missing or "
-                "dropped). Remove its choices."
-            )
-        kind = kinds.get(column, choices.get("type", "datetime"))
-        if column not in kinds and kind != "datetime":
-            raise InvalidParameterError(
-                f"{where} names column '{column}', which is not a feature column of the data."
-            )
-        fitting = _FITTING[kind]
-        for key, value in choices.items():
-            if key != "type" and value not in fitting.get(key, ()):
-                accepted = (
-                    f"accept {key}: {', '.join(fitting[key])}"
-                    if key in fitting
-                    else f"have no {key} choice"
-                )
-                raise InvalidParameterError(
-                    f"{where} sets {key} '{value}' for column '{column}', which is {kind}; "
-                    f"{kind} columns {accepted}."
-                )
 
 
 def _fix_type(column: pd.Series, *, allow_bool: bool) -> pd.Series | None:
@@ -403,386 +364,6 @@ def column_types(df: pd.DataFrame, target: str | None) -> tuple[list[str], list[
         else:
             categorical.append(str(name))
     return numeric, categorical
-
-
-class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Clip each numeric column to ``[Q1 - factor * IQR, Q3 + factor * IQR]``.
-
-    The quartiles are learned in :meth:`fit` (on the training split, inside the model
-    pipeline). Missing values pass through unchanged. A column whose IQR is zero (a constant
-    or a mostly constant column, such as a rare 0/1 flag) is left as it is, since its bounds
-    would otherwise clip every non-typical value.
-
-    Parameters
-    ----------
-    factor : float, default=1.5
-        Width of the accepted band in IQRs; 1.5 is Tukey's rule, 3.0 clips only far outliers.
-
-    Attributes
-    ----------
-    lower_, upper_ : ndarray of shape (n_features,)
-        The learned bounds; ``-inf`` / ``inf`` for columns that are not clipped.
-    n_clipped_ : ndarray of int, shape (n_features,)
-        How many values of each column of the fitted data lie beyond the bounds, i.e. how
-        many values clipping changed in the training split (see :func:`clipping_report`).
-    n_values_ : ndarray of int, shape (n_features,)
-        How many values of each column of the fitted data are not missing.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when fitted on a DataFrame with string column names.
-    """
-
-    def __init__(self, factor: float = 1.5) -> None:
-        self.factor = factor
-
-    def fit(self, X: Any, y: Any = None) -> OutlierClipper:
-        """Learn the clipping bounds of every column of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Numeric data; may contain NaN.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        OutlierClipper
-            The fitted clipper.
-        """
-        number = isinstance(self.factor, int | float) and not isinstance(self.factor, bool)
-        if not number or not self.factor > 0:
-            raise InvalidParameterError(
-                f"The 'factor' parameter of OutlierClipper must be a float > 0. "
-                f"Got {self.factor!r} instead."
-            )
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
-        self.lower_, self.upper_ = iqr_bounds(X, self.factor)
-        self.n_clipped_ = (np.less(X, self.lower_) | np.greater(X, self.upper_)).sum(axis=0)
-        self.n_values_ = (~np.isnan(X)).sum(axis=0)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Clip ``X`` to the learned bounds.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
-        return np.clip(X, self.lower_, self.upper_)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-
-def clipping_report(model: Any) -> pd.DataFrame:
-    """Say how many values outlier clipping changed in each column, as fitted in ``model``.
-
-    Parameters
-    ----------
-    model : estimator
-        A fitted model pipeline; every fitted :class:`OutlierClipper` inside it (in a
-        ``Pipeline`` or ``ColumnTransformer``, at any depth) is reported.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per clipped column, indexed by column name, with ``lower`` and ``upper`` (the
-        fences), ``values`` (non-missing values in the fitted data), ``clipped`` (values beyond
-        the fences, which clipping changed) and ``share``; empty when the model clips nothing.
-    """
-    rows = []
-    for clipper in _clippers(model):
-        names = getattr(clipper, "feature_names_in_", None)
-        if names is None:
-            names = [f"x{i}" for i in range(clipper.n_features_in_)]
-        for i, name in enumerate(names):
-            values, clipped = int(clipper.n_values_[i]), int(clipper.n_clipped_[i])
-            rows.append(
-                {
-                    "column": str(name),
-                    "lower": float(clipper.lower_[i]),
-                    "upper": float(clipper.upper_[i]),
-                    "values": values,
-                    "clipped": clipped,
-                    "share": clipped / values if values else 0.0,
-                }
-            )
-    columns = ["column", "lower", "upper", "values", "clipped", "share"]
-    return pd.DataFrame(rows, columns=columns).set_index("column")
-
-
-def _clippers(estimator: Any) -> Iterable[OutlierClipper]:
-    """Yield the fitted outlier clippers inside ``estimator``, in pipeline order."""
-    if isinstance(estimator, OutlierClipper):
-        if hasattr(estimator, "n_clipped_"):
-            yield estimator
-    elif isinstance(estimator, Pipeline):
-        for _, step in estimator.steps:
-            yield from _clippers(step)
-    elif isinstance(estimator, ColumnTransformer):
-        for _, transformer, _ in getattr(estimator, "transformers_", []):
-            yield from _clippers(transformer)
-
-
-def iqr_bounds(values: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tukey bounds ``Q1 - factor * IQR`` and ``Q3 + factor * IQR`` of each column.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n_samples, n_features)
-        Numbers; NaN is ignored.
-    factor : float
-        Width of the band in IQRs.
-
-    Returns
-    -------
-    lower, upper : ndarray of shape (n_features,)
-        ``-inf`` and ``inf`` for columns with a zero (or undefined) IQR.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        q1, q3 = np.nanpercentile(values, [25, 75], axis=0)
-    iqr = q3 - q1
-    usable = iqr > 0
-    lower = np.where(usable, q1 - factor * iqr, -np.inf)
-    upper = np.where(usable, q3 + factor * iqr, np.inf)
-    return lower, upper
-
-
-def build_preprocessor(
-    params: CleaningParams,
-    numeric_columns: list[str],
-    categorical_columns: list[str],
-    *,
-    model: str = "linear",
-    target_type: str | None = None,
-    levels: Mapping[str, int] | None = None,
-    finite: bool = True,
-) -> ColumnTransformer:
-    """Build the learned half of cleaning as an unfitted transformer, suited to a kind of model.
-
-    Numeric columns: outlier clipping (optional), imputation, and scaling (optional, for linear
-    models only: trees split on order, which scaling does not change). Categorical columns:
-    the encoding ``params.encoding`` names, or with ``"auto"`` the one that suits ``model``
-    (:func:`nbtools.ml.encoding.auto_encoding`): native categories for gradient boosting,
-    one-hot for linear models, ordinal codes for forests, and the cross-fitted target mean for
-    a column with more levels than those take. Columns in neither list are dropped. Categories
-    not seen during fit do not fail at prediction time: one-hot encodes them as the
-    "infrequent" column (or all zeros), ordinal as -1, native categories and target means as
-    missing or the overall mean.
-
-    Parameters
-    ----------
-    params : CleaningParams
-        The cleaning parameters.
-    numeric_columns, categorical_columns : list of str
-        From :func:`column_types`.
-    model : {"linear", "forest", "boosting"}, default="linear"
-        The kind of model the output feeds (``ModelFamily.preprocessing``).
-    target_type : str or None, default=None
-        ``TargetEncoder``'s target type (:data:`nbtools.ml.encoding.TARGET_TYPES` of the
-        task); None (clustering, or a preview without a target) never target-encodes.
-    levels : mapping of str to int, optional
-        Distinct values of each categorical column in the training split, which decide where
-        ``"auto"`` target-encodes. Unknown columns count as few levels.
-    finite : bool, default=True
-        Whether the output must be free of missing values. Gradient boosting handles missing
-        values natively, so with ``model="boosting"`` and ``finite=False`` (nothing between the
-        preprocessor and the model needs finite numbers) nothing is imputed.
-
-    Returns
-    -------
-    sklearn.compose.ColumnTransformer
-        Unfitted. Its output is a dense float array with names from ``get_feature_names_out``,
-        or, when a column keeps native categories, a DataFrame with ``category`` columns.
-
-    Raises
-    ------
-    InvalidParameterError
-        If a parameter is invalid, both column lists are empty, or target encoding is chosen
-        without a target.
-    """
-    params.validate()
-    if model not in MODEL_KINDS:
-        choices = ", ".join(repr(k) for k in MODEL_KINDS)
-        raise InvalidParameterError(f"The model kind must be one of {choices}. Got {model!r}.")
-    if not numeric_columns and not categorical_columns:
-        raise InvalidParameterError(
-            "The preprocessor needs at least one numeric or categorical feature column; "
-            "the cleaned data has none besides the target."
-        )
-    check_column_choices(params, numeric_columns, categorical_columns)
-    impute = finite or model != "boosting"
-    transformers: list[tuple[str, Any, list[str]]] = []
-    numeric_groups = _groups(
-        params,
-        numeric_columns,
-        {"outliers": params.outliers, "imputation": params.numeric_imputation},
-    )
-    for name, (outliers, imputation), columns in _named(numeric_groups, "numeric"):
-        steps = _numeric_steps(params, outliers, imputation if impute else None, model)
-        transformers.append((name, steps, columns))
-    encodings = {}
-    for column in categorical_columns:
-        chosen = params.column_choices.get(column, {}).get("encoding", params.encoding)
-        if chosen == "auto":
-            chosen = auto_encoding(
-                model,
-                None if levels is None else levels.get(column),
-                max_categories=params.max_categories,
-                target_type=target_type,
-            )
-        encodings[column] = chosen
-    table_wide = {"imputation": params.categorical_imputation, "encoding": params.encoding}
-    if params.encoding == "auto":
-        table_wide["encoding"] = auto_encoding(
-            model, None, max_categories=params.max_categories, target_type=target_type
-        )
-    categorical_groups = _groups(params, categorical_columns, table_wide, encodings)
-    native = False
-    for name, (imputation, encoding), columns in _named(categorical_groups, "categorical"):
-        native |= encoding == "native"
-        steps = _categorical_steps(params, imputation, encoding, target_type, impute=impute)
-        transformers.append((name, steps, columns))
-    preprocessor = ColumnTransformer(
-        transformers, remainder="drop", verbose_feature_names_out=False
-    )
-    return preprocessor.set_output(transform="pandas") if native else preprocessor
-
-
-def _groups(
-    params: CleaningParams,
-    columns: list[str],
-    defaults: dict[str, str],
-    encodings: Mapping[str, str] | None = None,
-) -> dict[tuple[str, ...], list[str]]:
-    """Group columns by their effective choices; the table-wide group comes first.
-
-    ``encodings`` (categorical columns) gives each column's resolved encoding, which replaces
-    the ``encoding`` entry of its key.
-    """
-    groups: dict[tuple[str, ...], list[str]] = {tuple(defaults.values()): []}
-    for column in columns:
-        chosen = dict(params.column_choices.get(column, {}))
-        if encodings is not None:
-            chosen["encoding"] = encodings[column]
-        key = tuple(chosen.get(k, v) for k, v in defaults.items())
-        groups.setdefault(key, []).append(column)
-    return groups
-
-
-def _named(
-    groups: dict[tuple[str, ...], list[str]], kind: str
-) -> list[tuple[str, tuple[str, ...], list[str]]]:
-    """Name the groups: the table-wide one ``kind``, the others ``kind_<choices>``."""
-    named = []
-    for position, (key, columns) in enumerate(groups.items()):
-        if columns:
-            named.append((kind if position == 0 else "_".join((kind, *key)), key, columns))
-    return named
-
-
-def _numeric_steps(
-    params: CleaningParams, outliers: str, imputation: str | None, model: str
-) -> Pipeline | str:
-    steps: list[tuple[str, Any]] = []
-    if outliers == "clip":
-        steps.append(("clip", OutlierClipper(factor=params.iqr_factor)))
-    if imputation is not None:
-        steps.append(("impute", _imputer(imputation, params.numeric_fill_value)))
-    if params.scaling == "standard" and model == "linear":
-        steps.append(("scale", StandardScaler()))
-    return Pipeline(steps) if steps else "passthrough"
-
-
-def _categorical_steps(
-    params: CleaningParams,
-    imputation: str,
-    encoding: str,
-    target_type: str | None,
-    *,
-    impute: bool,
-) -> Pipeline:
-    encoder: Any
-    if encoding == "target":
-        # missing values are a level of their own for the target means
-        return Pipeline([("encode", target_encoder(target_type))])
-    if encoding == "native":
-        encoder = NativeCategories()
-    elif encoding == "onehot":
-        encoder = OneHotEncoder(
-            handle_unknown="infrequent_if_exist",
-            max_categories=params.max_categories,
-            sparse_output=False,
-        )
-    else:
-        encoder = OrdinalEncoder(
-            handle_unknown="use_encoded_value",
-            unknown_value=-1,
-            max_categories=params.max_categories,
-        )
-    if encoding == "native" and not impute:
-        return Pipeline([("encode", encoder)])
-    imputer = _imputer(imputation, params.categorical_fill_value)
-    return Pipeline([("impute", imputer), ("encode", encoder)])
-
-
-def _imputer(strategy: str, fill_value: Any) -> SimpleImputer:
-    if strategy == "constant":
-        return SimpleImputer(strategy="constant", fill_value=fill_value)
-    return SimpleImputer(strategy=strategy)
-
-
-def grouped_categories(
-    df: pd.DataFrame, categorical_columns: list[str], max_categories: int
-) -> pd.DataFrame:
-    """Say which categorical columns have more levels than the encoder keeps apart.
-
-    With ``max_categories`` set, scikit-learn's encoders keep the ``max_categories - 1`` most
-    frequent levels of such a column and group the rest into one "infrequent" level, so the
-    model can no longer tell the rarer levels apart.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        The cleaned table.
-    categorical_columns : list of str
-        The columns to look at.
-    max_categories : int
-        The clean stage's ``max_categories``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per column with more than ``max_categories`` levels, indexed by column name,
-        with ``levels``, ``levels_grouped``, ``rows_grouped`` and ``share`` (of the rows with a
-        value); empty when no column has that many levels.
-    """
-    rows = []
-    for name in categorical_columns:
-        counts = df[name].value_counts()
-        if len(counts) > max_categories:
-            grouped = int(counts.iloc[max_categories - 1 :].sum())
-            rows.append(
-                {
-                    "column": name,
-                    "levels": len(counts),
-                    "levels_grouped": len(counts) - max_categories + 1,
-                    "rows_grouped": grouped,
-                    "share": grouped / int(counts.sum()),
-                }
-            )
-    columns = ["column", "levels", "levels_grouped", "rows_grouped", "share"]
-    return pd.DataFrame(rows, columns=columns).set_index("column")
 
 
 def summarize(df: pd.DataFrame, *, iqr_factor: float = 1.5) -> pd.DataFrame:

@@ -128,6 +128,26 @@ def validate_dataset(
             f"Got {task!r} instead."
         )
     target = target or None
+    _check_table(df, target, source)
+    if target is None:
+        if task in ("classification", "regression"):
+            raise InvalidParameterError(
+                f"The 'target' parameter of stage 'ingest' must name a column for a {task} "
+                "task. Got no target; give one, or use task='clustering'."
+            )
+        return "clustering"
+    y = df[target]
+    if y.isna().all():
+        raise DataSourceError(
+            f"Target column '{target}' has no values: all {len(y)} of them are missing."
+        )
+    resolved = infer_task(y) if task == "auto" else task
+    _check_target(y, target, resolved)
+    return resolved
+
+
+def _check_table(df: pd.DataFrame, target: str | None, source: str) -> None:
+    """Refuse a table without rows or features, with repeated names, empty columns or no target."""
     if df.shape[1] == 0:
         raise DataSourceError(f"The table read from '{source}' has no columns.")
     if len(df) == 0:
@@ -154,27 +174,18 @@ def validate_dataset(
             )
     if target is not None and df.shape[1] == 1:
         raise DataSourceError(f"The data from '{source}' has no column besides the target.")
-    if target is None:
-        if task in ("classification", "regression"):
-            raise InvalidParameterError(
-                f"The 'target' parameter of stage 'ingest' must name a column for a {task} "
-                "task. Got no target; give one, or use task='clustering'."
-            )
-        return "clustering"
-    y = df[target]
-    if y.isna().all():
-        raise DataSourceError(
-            f"Target column '{target}' has no values: all {len(y)} of them are missing."
-        )
-    resolved = infer_task(y) if task == "auto" else task
-    if resolved == "classification":
+
+
+def _check_target(y: pd.Series, target: str, task: str) -> None:
+    """Refuse a single-class classification target or a regression target holding text."""
+    if task == "classification":
         classes = y.dropna().unique()
         if len(classes) < 2:
             raise DataSourceError(
                 f"Target column '{target}' has a single class ({classes[0]!r}) in "
                 f"{int(y.notna().sum())} rows; classification needs at least two classes."
             )
-    elif resolved == "regression" and not pd.api.types.is_numeric_dtype(y):
+    elif task == "regression" and not pd.api.types.is_numeric_dtype(y):
         numbers = pd.to_numeric(y.dropna(), errors="coerce")
         if numbers.isna().any():
             example = y.dropna()[numbers.isna()].iloc[0]
@@ -182,7 +193,6 @@ def validate_dataset(
                 f"Target column '{target}' must be numeric for regression; it holds text such "
                 f"as {example!r}. Use task='classification' or fix the column."
             )
-    return resolved
 
 
 def write_snapshot(df: pd.DataFrame, path: str | Path) -> str:

@@ -22,27 +22,14 @@ the threshold-dependent metrics, which a user must see coming.
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
-import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (enables the import below)
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
 from sklearn.metrics import get_scorer_names, silhouette_score
 from sklearn.model_selection import (
@@ -56,7 +43,18 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from nbtools.errors import InvalidParameterError
-from nbtools.ml.tuning import Candidate, check_space, resolve_space, stepwise_searcher
+from nbtools.ml._families import DEFAULT_FAMILY, TASKS, ModelFamily, check_task
+from nbtools.ml._families import family_table as _families
+from nbtools.ml._mlflow_model import (
+    MODEL_REQUIREMENTS,
+    SIGNATURE_ROWS,
+    log_model,
+    model_input,
+    pip_requirements,
+    save_model,
+    signature_rows,
+)
+from nbtools.ml.tuning import Candidate, check_space, stepwise_searcher
 from nbtools.params import StageParams, param
 
 __all__ = [
@@ -86,169 +84,8 @@ __all__ = [
     "silhouette_scorer",
 ]
 
-#: The tasks nbtools knows, as written by the ingest stage in ``dataset.json``.
-TASKS = ("classification", "regression", "clustering")
-
-#: The family ``family="auto"`` stands for, per task (see the module docstring for why).
-DEFAULT_FAMILY = {
-    "classification": "hist_gradient_boosting",
-    "regression": "hist_gradient_boosting",
-    "clustering": "kmeans",
-}
-
-#: The packages a logged model needs, pinned to the installed versions in its requirements.
-MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle", "nbtools")
-
 _STAGE = "train"
 _SILHOUETTE_SAMPLE = 2000
-
-
-@dataclass(frozen=True)
-class ModelFamily:
-    """One model family for one task, with its search spaces.
-
-    Parameters
-    ----------
-    name, task : str
-        Family name as in the ``family`` parameter (``"random_forest"``), and its task.
-    estimator : type
-        The scikit-learn estimator class; it is built with ``random_state=seed`` and ``defaults``.
-    defaults : dict
-        Keyword arguments that differ from scikit-learn's defaults.
-    grid : dict
-        Estimator parameter name to a list of values, for grid search.
-    distributions : dict
-        Estimator parameter name to a ``scipy.stats`` distribution or a list, for random and
-        successive-halving search.
-    preprocessing : {"linear", "forest", "boosting"}
-        The kind of model ``cleaning.build_preprocessor`` prepares the features for.
-    """
-
-    name: str
-    task: str
-    estimator: type[BaseEstimator]
-    defaults: Mapping[str, Any]
-    grid: Mapping[str, list[Any]]
-    distributions: Mapping[str, Any]
-    preprocessing: str = "linear"
-
-    def make_estimator(self, seed: int, class_weight: str | None = None) -> BaseEstimator:
-        """Return a fresh unfitted estimator of this family seeded with ``seed``.
-
-        ``class_weight`` is set on estimators that take one (classifiers); others ignore it.
-        """
-        estimator = self.estimator(random_state=seed, **self.defaults)
-        if class_weight is not None and "class_weight" in estimator.get_params():
-            estimator.set_params(class_weight=class_weight)
-        return estimator
-
-    def search_space(
-        self, search: str, overrides: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Return the space for ``search`` (``"grid"`` takes lists, ``"random"`` and
-        ``"halving"`` distributions), with names prefixed by the pipeline's ``model`` step.
-
-        ``overrides`` is the train stage's ``space`` parameter: lists or ranges laid over the
-        built-in space (see :mod:`nbtools.ml.tuning`).
-        """
-        space = self.grid if search == "grid" else self.distributions
-        if overrides:
-            tunable = set(self.make_estimator(0).get_params()) - {"random_state"}
-            space = resolve_space(space, overrides, search, tunable)
-        return {f"model__{name}": values for name, values in space.items()}
-
-
-def _families() -> dict[str, dict[str, ModelFamily]]:
-    forest_grid: dict[str, list[Any]] = {
-        "max_depth": [None, 10],
-        "min_samples_leaf": [1, 5],
-        "max_features": ["sqrt", 0.5],
-    }
-    forest_random: dict[str, Any] = {
-        "n_estimators": stats.randint(50, 400),
-        "max_depth": [None, 5, 10, 20],
-        "min_samples_leaf": stats.randint(1, 20),
-        "max_features": ["sqrt", 0.3, 0.5, 1.0],
-    }
-    boosting_grid: dict[str, list[Any]] = {
-        "learning_rate": [0.05, 0.1],
-        "max_leaf_nodes": [15, 31],
-        "min_samples_leaf": [10, 30],
-    }
-    boosting_random: dict[str, Any] = {
-        "learning_rate": stats.loguniform(0.01, 0.3),
-        "max_iter": stats.randint(50, 300),
-        "max_leaf_nodes": stats.randint(8, 64),
-        "min_samples_leaf": stats.randint(5, 40),
-        "l2_regularization": stats.loguniform(1e-4, 10.0),
-    }
-    linear_grid = [0.01, 0.1, 1.0, 10.0, 100.0]
-    families = [
-        ModelFamily(
-            "logistic_regression",
-            "classification",
-            LogisticRegression,
-            {"max_iter": 2000},
-            {"C": linear_grid},
-            {"C": stats.loguniform(1e-3, 1e2)},
-        ),
-        ModelFamily(
-            "random_forest",
-            "classification",
-            RandomForestClassifier,
-            {},
-            forest_grid,
-            forest_random,
-            "forest",
-        ),
-        ModelFamily(
-            "hist_gradient_boosting",
-            "classification",
-            HistGradientBoostingClassifier,
-            {"categorical_features": "from_dtype"},
-            boosting_grid,
-            boosting_random,
-            "boosting",
-        ),
-        ModelFamily(
-            "ridge",
-            "regression",
-            Ridge,
-            {},
-            {"alpha": linear_grid},
-            {"alpha": stats.loguniform(1e-3, 1e3)},
-        ),
-        ModelFamily(
-            "random_forest",
-            "regression",
-            RandomForestRegressor,
-            {},
-            {**forest_grid, "max_features": [0.5, 1.0]},
-            forest_random,
-            "forest",
-        ),
-        ModelFamily(
-            "hist_gradient_boosting",
-            "regression",
-            HistGradientBoostingRegressor,
-            {"categorical_features": "from_dtype"},
-            boosting_grid,
-            boosting_random,
-            "boosting",
-        ),
-        ModelFamily(
-            "kmeans",
-            "clustering",
-            KMeans,
-            {"n_init": 10},
-            {"n_clusters": list(range(2, 11))},
-            {"n_clusters": stats.randint(2, 13)},
-        ),
-    ]
-    by_task: dict[str, dict[str, ModelFamily]] = {task: {} for task in TASKS}
-    for family in families:
-        by_task[family.task][family.name] = family
-    return by_task
 
 
 #: Every model family by task, then by name.
@@ -259,12 +96,6 @@ FAMILY_NAMES = ("auto", *sorted({name for task in FAMILIES.values() for name in 
 
 #: Training rows from which ``search="auto"`` uses successive halving instead of random search.
 HALVING_ROWS = 5_000
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        choices = ", ".join(repr(t) for t in TASKS)
-        raise InvalidParameterError(f"The task must be one of {choices}. Got {task!r} instead.")
 
 
 @dataclass
@@ -376,7 +207,7 @@ def get_family(family: str, task: str) -> ModelFamily:
     InvalidParameterError
         When the task is unknown or has no such family (``ridge`` for classification, say).
     """
-    _check_task(task)
+    check_task(task)
     name = DEFAULT_FAMILY[task] if family == "auto" else family
     choices = FAMILIES[task]
     if name not in choices:
@@ -421,7 +252,7 @@ def resolve_scoring(scoring: str, task: str, y: pd.Series | None) -> str:
         When the scorer does not suit the task (a supervised scorer for clustering, or
         silhouette for a supervised task).
     """
-    _check_task(task)
+    check_task(task)
     if scoring == "auto":
         if task == "clustering":
             return "silhouette"
@@ -544,6 +375,39 @@ def search(
     params.validate(task)
     family = get_family(params.family, task)
     strategy = resolve_search(params.search, len(X))
+    _check_search(pipeline, params, family, strategy, task=task, seed=seed)
+    if cv is None:
+        folds = StratifiedKFold if task == "classification" else KFold
+        cv = folds(params.cv_folds, shuffle=True, random_state=seed)
+    _check_folds(cv, y, params, task=task)
+    common: dict[str, Any] = {
+        "scoring": get_scorer(resolve_scoring(params.scoring, task, y)),
+        "cv": cv,
+        "n_jobs": params.n_jobs,
+        "error_score": "raise",
+        "refit": refit,
+        "on_candidate": on_candidate,
+        "should_stop": should_stop,
+        "deadline": deadline,
+    }
+    common |= _strategy_options(strategy, params, seed)
+    space = family.search_space(strategy, params.space)
+    searcher = stepwise_searcher(strategy, pipeline, space, **common)
+    with threadpool_limits(1):  # threads in small fits mostly spin-wait: n_jobs runs fits instead
+        searcher.fit(X, y, groups=groups)
+    return searcher
+
+
+def _check_search(
+    pipeline: Pipeline,
+    params: TrainParams,
+    family: ModelFamily,
+    strategy: str,
+    *,
+    task: str,
+    seed: int,
+) -> None:
+    """Refuse a search with nothing to search, or whose ``model`` step is not of the family."""
     if strategy == "none":
         raise InvalidParameterError(
             f"The 'search' parameter of stage '{_STAGE}' is 'none': there is nothing to search. "
@@ -557,9 +421,10 @@ def search(
             f"'{family.name}'. Got {type(model).__name__} instead; build it with "
             f"make_estimator({params.family!r}, {task!r}, seed=...)."
         )
-    if cv is None:
-        folds = StratifiedKFold if task == "classification" else KFold
-        cv = folds(params.cv_folds, shuffle=True, random_state=seed)
+
+
+def _check_folds(cv: Any, y: pd.Series | None, params: TrainParams, *, task: str) -> None:
+    """Refuse stratified folds that outnumber the training rows of the rarest class."""
     if task == "classification" and y is not None and "Stratified" in type(cv).__name__:
         counts = pd.Series(y).value_counts()
         if counts.min() < params.cv_folds:
@@ -568,26 +433,16 @@ def search(
                 f"of the rarest class: class {counts.idxmin()!r} has {counts.min()}. "
                 f"Got {params.cv_folds} instead."
             )
-    common: dict[str, Any] = {
-        "scoring": get_scorer(resolve_scoring(params.scoring, task, y)),
-        "cv": cv,
-        "n_jobs": params.n_jobs,
-        "error_score": "raise",
-        "refit": refit,
-        "on_candidate": on_candidate,
-        "should_stop": should_stop,
-        "deadline": deadline,
-    }
-    space = family.search_space(strategy, params.space)
+
+
+def _strategy_options(strategy: str, params: TrainParams, seed: int) -> dict[str, Any]:
+    """The searcher's options that depend on the strategy: how many candidates, seeded how."""
     if strategy == "random":
-        common |= {"n_iter": params.n_iter, "random_state": seed}
-    elif strategy == "halving":
+        return {"n_iter": params.n_iter, "random_state": seed}
+    if strategy == "halving":
         # n_iter candidates on few rows, the best third moves on to three times more
-        common |= {"n_candidates": params.n_iter, "min_resources": "exhaust", "random_state": seed}
-    searcher = stepwise_searcher(strategy, pipeline, space, **common)
-    with threadpool_limits(1):  # threads in small fits mostly spin-wait: n_jobs runs fits instead
-        searcher.fit(X, y, groups=groups)
-    return searcher
+        return {"n_candidates": params.n_iter, "min_resources": "exhaust", "random_state": seed}
+    return {}
 
 
 def _plain(value: Any) -> Any:
@@ -629,129 +484,3 @@ def search_results(fitted_search: Any) -> pd.DataFrame:
     if "iter" in raw:
         table["rank"] = np.arange(1, len(table) + 1)
     return table
-
-
-def pip_requirements() -> list[str]:
-    """Return the pinned requirements of a logged model: fast (MLflow infers them in seconds)."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_REQUIREMENTS]
-
-
-def model_input(X: pd.DataFrame) -> pd.DataFrame:
-    """Return ``X`` with integer columns as float64, the types a logged model's signature declares.
-
-    Integer columns cannot hold missing values, so the signature declares them as doubles; a
-    pandas DataFrame passed to ``mlflow.pyfunc`` predict must then carry float64 there too
-    (JSON requests to a served model are converted automatically).
-    """
-    integers = {c: "float64" for c in X.columns if pd.api.types.is_integer_dtype(X[c].dtype)}
-    return X.astype(integers) if integers else X
-
-
-#: Rows a model's signature is inferred from, besides one row per column that has missing values.
-SIGNATURE_ROWS = 1000
-
-
-def signature_rows(X: pd.DataFrame) -> pd.DataFrame:
-    """Return the rows a logged model's signature is inferred from.
-
-    MLflow declares a column optional only when the example has a missing value in it, and
-    inferring from every training row costs a prediction on each. The first
-    :data:`SIGNATURE_ROWS` rows, plus the first row with a missing value of each column that has
-    one, give the same signature at a fraction of the cost.
-    """
-    head = X.head(SIGNATURE_ROWS)
-    missing = X.isna()
-    extra = sorted(
-        {
-            int(missing[column].to_numpy().argmax())
-            for column in X.columns
-            if missing[column].any() and not head[column].isna().any()
-        }
-    )
-    return pd.concat([head, X.iloc[extra]]) if extra else head
-
-
-def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None) -> dict[str, Any]:
-    from mlflow.models import infer_signature
-
-    metadata = {"nbtools_version": importlib.metadata.version("nbtools")}
-    if task is not None:
-        _check_task(task)
-        metadata["task"] = task
-    example = model_input(signature_rows(X_example))
-    return {
-        "signature": infer_signature(example, pipeline.predict(example)),
-        "input_example": example.head(5),
-        "pip_requirements": pip_requirements(),
-        "serialization_format": "cloudpickle",
-        "metadata": metadata,
-    }
-
-
-class _DeliberateCloudpickle(logging.Filter):
-    """Drops MLflow's warning on every cloudpickle save: nbtools chooses the format on purpose.
-
-    skops would refuse nbtools' own transformers, and MLflow 3 gates skops and pickle loading
-    behind the same switch, since both read their allow-list from the model itself.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pickle or cloudpickle format" not in record.getMessage()
-
-
-logging.getLogger("mlflow.sklearn").addFilter(_DeliberateCloudpickle())
-
-
-def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:
-    """Log a fitted pipeline as an MLflow model of the active run and return its model URI.
-
-    The model carries a signature inferred from ``X_example`` (integer columns declared as
-    doubles so that missing values are accepted), the first five rows as input example, and
-    explicit pinned requirements (:func:`pip_requirements`). It is serialised with cloudpickle:
-    skops refuses nbtools' own transformers, and models are loaded only from our own registry.
-    Through ``mlflow.pyfunc`` a classifier predicts labels, a regressor values and a clustering
-    model cluster ids.
-
-    Parameters
-    ----------
-    pipeline : Pipeline
-        The fitted model pipeline.
-    X_example : pandas.DataFrame
-        Training features to infer the signature from (:func:`signature_rows` picks the rows).
-    task : str
-        Stored in the model's metadata.
-
-    Returns
-    -------
-    str
-        The logged model's URI (``models:/m-...``), loadable with ``mlflow.pyfunc.load_model``.
-    """
-    import mlflow.sklearn
-
-    info = mlflow.sklearn.log_model(
-        pipeline, name="model", **_model_kwargs(pipeline, X_example, task)
-    )
-    return info.model_uri
-
-
-def save_model(
-    pipeline: Pipeline, path: str | Path, X_example: pd.DataFrame, *, task: str | None = None
-) -> Path:
-    """Save a fitted pipeline as an MLflow model folder, exactly as :func:`log_model` logs it.
-
-    ``path`` is the folder to write, typically ``stage.output("model")``; the other parameters
-    are those of :func:`log_model`. An MLflow model already saved there (a re-run of the stage)
-    is replaced; any other non-empty folder is left alone and MLflow refuses to write there.
-
-    Returns
-    -------
-    pathlib.Path
-        The model folder, loadable with ``mlflow.sklearn.load_model`` or ``mlflow.pyfunc``.
-    """
-    import mlflow.sklearn
-
-    path = Path(path)
-    if (path / "MLmodel").is_file():
-        shutil.rmtree(path)
-    mlflow.sklearn.save_model(pipeline, str(path), **_model_kwargs(pipeline, X_example, task))
-    return path

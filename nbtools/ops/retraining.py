@@ -37,6 +37,7 @@ from nbtools.errors import DataSourceError
 from nbtools.ops.monitoring.check import (
     CheckResult,
     MonitorPolicy,
+    Reference,
     append_history,
     as_trained,
     read_history,
@@ -366,16 +367,7 @@ def retrain_model(
     policy, reference = result.policy, result.reference
     fresh, recent = _split_labelled(result)
     if policy.retrain_data == "reference+current":
-        ingest = pipeline.resolve(profile).get("ingest", {})
-        old = tables.load_source(
-            ingest["source"],
-            base_dir=pipeline.project_dir,
-            table=ingest.get("table"),
-            query=ingest.get("query"),
-        )
-        # Both parts in the model's input types (raw exports hold dates and flags as text).
-        old = as_trained(old[[c for c in fresh.columns if c in old.columns]], reference)
-        fresh = pd.concat([old, fresh], ignore_index=True)
+        fresh = _after_pipeline_data(pipeline, profile, fresh, reference)
     folder.mkdir(parents=True, exist_ok=True)
     training = folder / "retrain.parquet"
     gate = folder / "gate.parquet"
@@ -388,10 +380,7 @@ def retrain_model(
         overrides=_retrain_overrides(overrides, training, gate, policy),
         echo=echo,
     )
-    deployed: dict[str, Any] = {}
-    record = run.manifest["stages"].get("deploy", {})
-    if record.get("output_dir") and (Path(record["output_dir"]) / "deployment.json").is_file():
-        deployed = json.loads((Path(record["output_dir"]) / "deployment.json").read_text("utf-8"))
+    deployed = _deployment(run.manifest)
     return RetrainOutcome(
         run_id=run.run_id,
         succeeded=run.succeeded,
@@ -407,6 +396,33 @@ def retrain_model(
         gain=deployed.get("gain"),
         gain_lower=deployed.get("gain_lower"),
     )
+
+
+def _after_pipeline_data(
+    pipeline: Pipeline, profile: str | None, fresh: pd.DataFrame, reference: Reference
+) -> pd.DataFrame:
+    """The pipeline's own data (its ingest source), then the new labelled rows."""
+    ingest = pipeline.resolve(profile).get("ingest", {})
+    old = tables.load_source(
+        ingest["source"],
+        base_dir=pipeline.project_dir,
+        table=ingest.get("table"),
+        query=ingest.get("query"),
+    )
+    # Both parts in the model's input types (raw exports hold dates and flags as text).
+    old = as_trained(old[[c for c in fresh.columns if c in old.columns]], reference)
+    return pd.concat([old, fresh], ignore_index=True)
+
+
+def _deployment(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run's deploy stage decided (its ``deployment.json``); empty when it did not."""
+    record = manifest["stages"].get("deploy", {})
+    if record.get("output_dir") and (Path(record["output_dir"]) / "deployment.json").is_file():
+        deployed: dict[str, Any] = json.loads(
+            (Path(record["output_dir"]) / "deployment.json").read_text("utf-8")
+        )
+        return deployed
+    return {}
 
 
 def _retrain_decision(outcome: RetrainOutcome) -> dict[str, Any]:

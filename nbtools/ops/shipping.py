@@ -197,18 +197,50 @@ CMD ["nbtools", "serve", "--model", "{params.model_uri}", "--host", "0.0.0.0", \
 def manifests(params: ShippingParams) -> dict[str, dict[str, Any]]:
     """Return the Kubernetes manifests as dicts: ``deployment``, ``service`` and ``hpa``."""
     labels = {"app.kubernetes.io/name": params.name, "app.kubernetes.io/part-of": "nbtools"}
+    container = _container(params)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": params.name, "labels": labels},
+        "spec": {
+            "replicas": params.replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": params.name, "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    hpa = _autoscaler(params, labels)
+    return {"deployment": deployment, "service": service, "hpa": hpa}
+
+
+def _probe(path: str, delay: int, period: int) -> dict[str, Any]:
+    """An HTTP probe of the serve container on ``path``."""
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def _container(params: ShippingParams) -> dict[str, Any]:
+    """The serve container: its command, port, registry, token secret, probes and resources."""
     image = params.image or f"{params.name}:latest"
-
-    def probe(path: str, delay: int, period: int) -> dict[str, Any]:
-        return {
-            "httpGet": {"path": path, "port": "http"},
-            "initialDelaySeconds": delay,
-            "periodSeconds": period,
-            "timeoutSeconds": 3,
-            "failureThreshold": 3,
-        }
-
-    container = {
+    return {
         "name": "serve",
         "image": image,
         "args": [
@@ -237,38 +269,18 @@ def manifests(params: ShippingParams) -> dict[str, dict[str, Any]]:
                 },
             },
         ],
-        "readinessProbe": probe(READINESS_PATH, 5, 5),
-        "livenessProbe": probe(LIVENESS_PATH, 30, 10),
+        "readinessProbe": _probe(READINESS_PATH, 5, 5),
+        "livenessProbe": _probe(LIVENESS_PATH, 30, 10),
         "resources": {
             "requests": {"cpu": params.cpu_request, "memory": params.memory_request},
             "limits": {"cpu": params.cpu_limit, "memory": params.memory_limit},
         },
     }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": params.name, "labels": labels},
-        "spec": {
-            "replicas": params.replicas,
-            "selector": {"matchLabels": labels},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": params.name, "labels": labels},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": labels,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-    hpa = {
+
+
+def _autoscaler(params: ShippingParams, labels: dict[str, str]) -> dict[str, Any]:
+    """The horizontal pod autoscaler: replicas between the bounds, on CPU utilisation."""
+    return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": params.name, "labels": labels},
@@ -290,7 +302,6 @@ def manifests(params: ShippingParams) -> dict[str, dict[str, Any]]:
             ],
         },
     }
-    return {"deployment": deployment, "service": service, "hpa": hpa}
 
 
 def write_deployment_files(params: ShippingParams, output_dir: str | Path) -> list[Path]:

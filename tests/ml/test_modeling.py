@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.models import Model, infer_signature
+from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import ParameterSampler
@@ -136,7 +137,7 @@ def test_from_dict_rejects_unknown_names_and_bad_values():
 
 
 def test_auto_resolves_to_a_fixed_family_and_scorer_per_task():
-    assert isinstance(modeling.make_estimator("auto", "clustering", seed=0), modeling.KMeans)
+    assert isinstance(modeling.make_estimator("auto", "clustering", seed=0), KMeans)
     assert modeling.get_family("auto", "regression").name == "hist_gradient_boosting"
     assert modeling.resolve_scoring("auto", "classification", pd.Series(["a", "b"])) == "roc_auc"
     assert modeling.resolve_scoring("auto", "classification", pd.Series([1, 2, 3])) == "f1_macro"

@@ -16,30 +16,29 @@ drift in ``drift_windows`` consecutive windows, or a window whose deciding metri
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from nbtools.errors import DataSourceError, ModelRegistryError
+from nbtools.errors import DataSourceError
 from nbtools.ops import monitoring
 from nbtools.ops.deploying import DeployParams
+from nbtools.ops.monitoring._history import HISTORY_FILE as HISTORY_FILE
+from nbtools.ops.monitoring._history import Breach, find_breach
+from nbtools.ops.monitoring._history import append_history as append_history
+from nbtools.ops.monitoring._history import read_history as read_history
+from nbtools.ops.monitoring._reference import Reference
+from nbtools.ops.monitoring._reference import resolve_reference as resolve_reference
 from nbtools.ops.predictions import META_COLUMNS, PREDICTION_COLUMN, PROBA_PREFIX, ROW_COLUMN
 from nbtools.params import StageParams, param, same_as
-from nbtools.pipeline.spec import Pipeline
-from nbtools.records.runs import load_run
 
 #: What a retraining run learns from: the pipeline's data plus the new rows, or the new rows.
 RETRAIN_DATA = ("reference+current", "current")
 #: What a check can find, from the least to the most serious: a drifted column, dataset drift
 #: (at least ``share_threshold`` of the columns), performance decay, a retraining-rule breach.
 FINDINGS = ("column-drift", "dataset-drift", "performance", "breach")
-HISTORY_FILE = Path("monitoring") / "history.jsonl"
 
 
 @dataclass(frozen=True)
@@ -169,76 +168,6 @@ class MonitorPolicy(StageParams):
 
 
 @dataclass(frozen=True)
-class Reference:
-    """What new data is compared with: a model, its training statistics and its deployed score.
-
-    Parameters
-    ----------
-    statistics : dict
-        The train stage's reference statistics (with ``target`` and ``task``).
-    model_uri : str
-        Where the model loads from with ``mlflow.sklearn.load_model``.
-    key : str
-        Identity in the monitoring history: ``models:/NAME/VERSION`` or ``run:RUN_ID``.
-    label : str
-        The model as people read it.
-    metric : str or None
-        The deciding metric of its deployment.
-    greater_is_better : bool
-        Its direction.
-    baseline : float or None
-        Its score on the test data when it was deployed.
-    tracking_uri : str or None
-        The registry that ``model_uri`` refers to, for ``models:/`` URIs.
-    """
-
-    statistics: dict[str, Any]
-    model_uri: str
-    key: str
-    label: str
-    metric: str | None = None
-    greater_is_better: bool = True
-    baseline: float | None = None
-    tracking_uri: str | None = None
-
-    def load_model(self) -> Any:
-        """Load the model as a scikit-learn pipeline (from the registry, or a run's folder).
-
-        The registry is addressed through :attr:`tracking_uri` without changing MLflow's
-        process-wide tracking or registry URI.
-        """
-        import mlflow
-        import mlflow.sklearn
-        from mlflow.tracking import MlflowClient
-
-        if self.tracking_uri is None or not self.model_uri.startswith("models:/"):
-            return mlflow.sklearn.load_model(self.model_uri)
-        name, _, version = self.model_uri[len("models:/") :].partition("/")
-        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        source = client.get_model_version_download_uri(name, version)
-        with tempfile.TemporaryDirectory() as folder:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=folder, tracking_uri=self.tracking_uri
-            )
-            return mlflow.sklearn.load_model(path)
-
-    @property
-    def columns(self) -> list[str]:
-        """The model's input columns."""
-        return list(self.statistics["columns"])
-
-    @property
-    def target(self) -> str | None:
-        """The target column, as recorded at training time."""
-        return self.statistics.get("target")
-
-    @property
-    def task(self) -> str | None:
-        """The task, as recorded at training time."""
-        return self.statistics.get("task")
-
-
-@dataclass(frozen=True)
 class WindowCheck:
     """Drift and performance of one window."""
 
@@ -270,25 +199,6 @@ class WindowCheck:
             "drop": None if perf is None else perf.drop,
             "decayed": None if perf is None else perf.decayed,
         }
-
-
-@dataclass(frozen=True)
-class Breach:
-    """Why retraining is due.
-
-    Parameters
-    ----------
-    kind : {"drift", "performance"}
-        Which rule fired.
-    window : str
-        The window where it fired.
-    reason : str
-        One sentence with the numbers that led to it.
-    """
-
-    kind: str
-    window: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -354,117 +264,6 @@ class CheckResult:
         }
 
 
-def resolve_reference(pipeline: Pipeline, spec: str | None = None) -> Reference:
-    """Find a model's reference statistics, model and deployed score.
-
-    Parameters
-    ----------
-    pipeline : Pipeline
-        The project (its registry and run records).
-    spec : str, optional
-        ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, or the id of a pipeline run (a unique
-        prefix is enough); by default ``models:/<model_name>@champion``.
-
-    Raises
-    ------
-    ModelRegistryError
-        If the registry has no such model, alias or version.
-    DataSourceError
-        If the model's run holds no reference statistics.
-    RunNotFoundError
-        If no run has the given id.
-    """
-    spec = spec or f"models:/{pipeline.model_name}@champion"
-    if spec.startswith("models:/"):
-        return _registry_reference(pipeline, spec)
-    manifest = load_run(pipeline.runs_dir, spec)
-    stages = manifest.get("stages", {})
-    train = stages.get("train", {})
-    if train.get("status") not in ("succeeded", "reused"):
-        raise DataSourceError(
-            f"Run {manifest['run_id']} has no finished train stage, so no reference statistics. "
-            "Pass a run whose train stage succeeded, or a models:/ URI."
-        )
-    train_dir = Path(train["output_dir"])
-    statistics = _read_reference(train_dir / "reference.json", f"run {manifest['run_id']}")
-    metric, greater, baseline = None, True, None
-    evaluated = Path(stages.get("evaluate", {}).get("output_dir") or "") / "metrics.json"
-    if evaluated.is_file():
-        metrics = json.loads(evaluated.read_text(encoding="utf-8"))
-        metric, greater = metrics["primary_metric"], bool(metrics["greater_is_better"])
-        baseline = metrics["metrics"].get(metric)
-    return Reference(
-        statistics=statistics,
-        model_uri=str(train_dir / "model"),
-        key=f"run:{manifest['run_id']}",
-        label=f"the model of run {manifest['run_id']}",
-        metric=metric,
-        greater_is_better=greater,
-        baseline=baseline,
-    )
-
-
-def _registry_reference(pipeline: Pipeline, uri: str) -> Reference:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from nbtools.ops.registry import TAG_PREFIX
-
-    body = uri[len("models:/") :]
-    name, _, alias = body.partition("@")
-    if not alias:
-        name, _, number = body.partition("/")
-    client = MlflowClient(tracking_uri=pipeline.tracking_uri, registry_uri=pipeline.tracking_uri)
-    try:
-        if alias:
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            version = client.get_model_version(name, number)
-    except MlflowException as exc:
-        raise ModelRegistryError(
-            f"Cannot find {uri} in the registry at {pipeline.tracking_uri}: {exc.message}. "
-            "Run the pipeline (its deploy stage registers the model) or pass another model."
-        ) from exc
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id,
-                artifact_path="reference.json",
-                dst_path=folder,
-                tracking_uri=pipeline.tracking_uri,
-            )
-        except (MlflowException, OSError) as exc:
-            raise DataSourceError(
-                f"The run that trained {name} version {version.version} ({version.run_id}) "
-                "holds no reference.json: it was trained before its train stage logged "
-                "reference statistics. Retrain it, or pass --reference RUN_ID."
-            ) from exc
-        statistics = _read_reference(Path(path), f"{name} version {version.version}")
-    tags = version.tags or {}
-    score = tags.get(TAG_PREFIX + "challenger_score")
-    return Reference(
-        statistics=statistics,
-        model_uri=f"models:/{name}/{version.version}",
-        key=f"models:/{name}/{version.version}",
-        label=f"{name} version {version.version}",
-        metric=tags.get(TAG_PREFIX + "metric"),
-        greater_is_better=tags.get(TAG_PREFIX + "greater_is_better", "true") == "true",
-        baseline=None if score is None else float(score),
-        tracking_uri=pipeline.tracking_uri,
-    )
-
-
-def _read_reference(path: Path, owner: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataSourceError(
-            f"{owner} has no reference statistics ({path} is missing). Run its train stage again."
-        )
-    statistics: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return statistics
-
-
 def run_check(
     reference: Reference,
     current: pd.DataFrame,
@@ -502,15 +301,7 @@ def run_check(
     """
     target, task = reference.target, reference.task
     if labels is not None:
-        if not {"request_id", PREDICTION_COLUMN} <= set(current.columns):
-            raise DataSourceError(
-                "Labels are joined to logged predictions, but the current data is not a "
-                "prediction log (no 'request_id' and 'prediction' columns). Pass the prediction "
-                "log folder as the current data, or put the labels in a target column."
-            )
-        if target is None:
-            raise DataSourceError("The model has no target column, so labels cannot be used.")
-        current = monitoring.decay.join_labels(current, labels, target=target)
+        current = _join_labels(current, labels, target)
     if current.empty:
         monitoring.decay.split_windows(current, None)  # raises the empty-window error
     current = as_trained(current, reference)
@@ -525,14 +316,7 @@ def run_check(
         current = monitoring.decay.add_predictions(model, current, X)
     importance, note = None, None
     if policy.importance_rows > 0:
-        step = "did not load"
-        try:
-            model = reference.load_model() if model is None else model
-            step = "could not score the new rows"
-            importance = monitoring.drift.model_reliance(model, X, rows=policy.importance_rows)
-        except Exception as exc:  # drift stands without the weights; the note says why
-            note = f"The model's reliance on each column is unknown: {reference.model_uri} "
-            note += f"{step} ({type(exc).__name__}: {str(exc)[:200]})."
+        importance, note = _reliance(reference, model, X, policy.importance_rows)
     windows = monitoring.decay.split_windows(current, policy.every)
     checks: list[WindowCheck] = []
     for window in windows:
@@ -545,25 +329,67 @@ def run_check(
         perf = None
         if labelled:
             assert target is not None and task is not None
-            metric, greater = _deciding_metric(reference, task, window.data[target])
-            baseline = reference.baseline
-            if baseline is None and checks and checks[0].performance is not None:
-                baseline = checks[0].performance.baseline
-            perf = monitoring.decay.performance_windows(
-                [window],
-                target=target,
-                task=task,
-                metric=metric,
-                greater_is_better=greater,
-                baseline=baseline,
-                max_drop=policy.max_drop,
-                min_rows=policy.min_rows,
-            )[0]
+            first = checks[0].performance if checks else None
+            perf = _performance(reference, window, policy, target, task, first)
         checks.append(WindowCheck(window.start, window.end, len(window.data), drift, perf))
     breach = find_breach([*history], [c.entry(reference) for c in checks], policy)
     return CheckResult(
         reference, checks, [w.data for w in windows], breach, policy, importance, note
     )
+
+
+def _join_labels(current: pd.DataFrame, labels: pd.DataFrame, target: str | None) -> pd.DataFrame:
+    """Join late labels to a prediction log, refusing data that is not one."""
+    if not {"request_id", PREDICTION_COLUMN} <= set(current.columns):
+        raise DataSourceError(
+            "Labels are joined to logged predictions, but the current data is not a "
+            "prediction log (no 'request_id' and 'prediction' columns). Pass the prediction "
+            "log folder as the current data, or put the labels in a target column."
+        )
+    if target is None:
+        raise DataSourceError("The model has no target column, so labels cannot be used.")
+    return monitoring.decay.join_labels(current, labels, target=target)
+
+
+def _reliance(
+    reference: Reference, model: Any | None, X: pd.DataFrame, rows: int
+) -> tuple[dict[str, float] | None, str | None]:
+    """The model's reliance on each column, or None and a note that says why it is unknown."""
+    step = "did not load"
+    try:
+        model = reference.load_model() if model is None else model
+        step = "could not score the new rows"
+        return monitoring.drift.model_reliance(model, X, rows=rows), None
+    except Exception as exc:  # drift stands without the weights; the note says why
+        note = f"The model's reliance on each column is unknown: {reference.model_uri} "
+        note += f"{step} ({type(exc).__name__}: {str(exc)[:200]})."
+        return None, note
+
+
+def _performance(
+    reference: Reference,
+    window: monitoring.decay.Window,
+    policy: MonitorPolicy,
+    target: str,
+    task: str,
+    first: monitoring.decay.PerformanceWindow | None,
+) -> monitoring.decay.PerformanceWindow:
+    """The model's score on one labelled window, against the deployed score (or, without one,
+    the first window's baseline)."""
+    metric, greater = _deciding_metric(reference, task, window.data[target])
+    baseline = reference.baseline
+    if baseline is None and first is not None:
+        baseline = first.baseline
+    return monitoring.decay.performance_windows(
+        [window],
+        target=target,
+        task=task,
+        metric=metric,
+        greater_is_better=greater,
+        baseline=baseline,
+        max_drop=policy.max_drop,
+        min_rows=policy.min_rows,
+    )[0]
 
 
 _TRUE, _FALSE = {"yes", "y", "true"}, {"no", "n", "false"}
@@ -605,78 +431,3 @@ def _deciding_metric(reference: Reference, task: str, labels: pd.Series) -> tupl
     from nbtools.ml.evaluation import primary_metric
 
     return primary_metric(task, binary=labels.nunique() == 2)
-
-
-def find_breach(
-    history: list[Mapping[str, Any]], entries: list[Mapping[str, Any]], policy: MonitorPolicy
-) -> Breach | None:
-    """Apply the retraining rule to new windows, in order, after the earlier history.
-
-    Parameters
-    ----------
-    history : list of dict
-        Earlier history lines of the same reference, oldest first; a ``retrain`` event starts
-        the count of consecutive drifted windows again.
-    entries : list of dict
-        The new windows' entries (:meth:`WindowCheck.entry`), oldest first.
-    policy : MonitorPolicy
-        ``drift_windows`` and ``max_drop``.
-
-    Returns
-    -------
-    Breach or None
-        The first window where the rule fires.
-    """
-    streak: list[Mapping[str, Any]] = []
-    for line in history:
-        if line.get("event") == "retrain":
-            streak = []
-        elif line.get("dataset_drift"):
-            streak.append(line)
-        else:
-            streak = []
-    for entry in entries:
-        window = "all rows" if entry["start"] is None else f"{entry['start']} .. {entry['end']}"
-        if entry.get("decayed"):
-            better = "higher" if entry.get("drop", 0) < 0 else "lower"
-            return Breach(
-                "performance",
-                window,
-                f"{entry['metric']} {entry['score']:.4f} is {abs(entry['drop']):.4f} {better} "
-                f"than the baseline {entry['baseline']:.4f}, beyond the allowed drop "
-                f"{policy.max_drop:g}.",
-            )
-        streak = [*streak, entry] if entry.get("dataset_drift") else []
-        if len(streak) >= policy.drift_windows:
-            shares = ", ".join(f"{e['drift_share']:.0%}" for e in streak[-policy.drift_windows :])
-            columns = sorted(
-                {c for e in streak[-policy.drift_windows :] for c in e["drifted_columns"]}
-            )
-            return Breach(
-                "drift",
-                window,
-                f"Dataset drift in {policy.drift_windows} consecutive window(s) (drift shares "
-                f"{shares}; columns {', '.join(columns)}).",
-            )
-    return None
-
-
-def read_history(project_dir: Path, reference_key: str | None = None) -> list[dict[str, Any]]:
-    """Read the project's monitoring history, oldest first, optionally for one reference."""
-    path = project_dir / HISTORY_FILE
-    if not path.is_file():
-        return []
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    if reference_key is None:
-        return lines
-    return [line for line in lines if line.get("reference") == reference_key]
-
-
-def append_history(project_dir: Path, lines: Iterable[Mapping[str, Any]]) -> Path:
-    """Append lines to the project's monitoring history (``monitoring/history.jsonl``)."""
-    path = project_dir / HISTORY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(json.dumps(line, default=str) + "\n")
-    return path

@@ -43,24 +43,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from scipy import stats
 
-from nbtools.errors import DataSourceError, InvalidParameterError
-from nbtools.ops.monitoring import _sketch, _statistics
-
-FORMAT = "nbtools.reference/2"
-#: Formats :func:`detect_drift` reads: /1 kept a 1,000-quantile sketch without exact tails.
-READABLE_FORMATS = ("nbtools.reference/1", FORMAT)
-
-#: How reports name each test.
-TEST_LABELS = {
-    "ks": "Kolmogorov-Smirnov",
-    "chi_square": "chi-square",
-    "wasserstein": "Wasserstein (normed)",
-    "jensen_shannon": "Jensen-Shannon",
-    "not_enough_data": "not enough data",
-}
+from nbtools.errors import DataSourceError
+from nbtools.ops.monitoring import _statistics
+from nbtools.ops.monitoring._figures import TEST_LABELS as TEST_LABELS
+from nbtools.ops.monitoring._figures import column_figure as column_figure
+from nbtools.ops.monitoring._figures import scores_figure as scores_figure
+from nbtools.ops.monitoring._inputs import FORMAT as FORMAT
+from nbtools.ops.monitoring._inputs import READABLE_FORMATS as READABLE_FORMATS
+from nbtools.ops.monitoring._inputs import check_current, check_options, reference_columns
 
 
 @dataclass(frozen=True)
@@ -335,7 +327,7 @@ def detect_drift(
         extra ones, or has a column of another kind than the reference's (text where numbers
         were, numbers where categories were, text that holds no dates where dates were).
     """
-    _check_options(
+    check_options(
         alpha,
         min_rows,
         large_sample,
@@ -345,8 +337,8 @@ def detect_drift(
         missing_threshold,
         new_category_threshold,
     )
-    references = _reference_columns(reference_stats)
-    _check_current(references, current)
+    references = reference_columns(reference_stats)
+    check_current(references, current)
 
     raw = [
         _statistics.test_column(
@@ -363,20 +355,7 @@ def detect_drift(
         )
         for name, ref in references.items()
     ]
-    p_values = [r["p_value"] for r in raw if r["p_value"] is not None]
-    adjusted = iter(stats.false_discovery_control(p_values, method="bh") if p_values else [])
-    columns = []
-    for r in raw:
-        r["distribution_drift"] = None
-        if r["p_value"] is not None:
-            r["p_value_adjusted"] = float(next(adjusted))
-            r["distribution_drift"] = r["p_value_adjusted"] <= alpha
-        elif r["statistic"] is not None:
-            r["distribution_drift"] = r["statistic"] >= r["threshold"]
-        flags = [r["distribution_drift"], r["missing_drift"], r["new_category_drift"]]
-        r["drift"] = True if any(flags) else None if all(f is None for f in flags) else False
-        r["importance"] = None if importance is None else importance.get(r["column"])
-        columns.append(ColumnDrift(**r))
+    columns = _verdicts(raw, alpha=alpha, importance=importance)
     tested = [c for c in columns if c.drift is not None]
     share = sum(bool(c.drift) for c in tested) / len(tested) if tested else None
     weighted = None
@@ -393,6 +372,28 @@ def detect_drift(
         current_rows=int(current.shape[0]),
         weighted_drift_share=weighted,
     )
+
+
+def _verdicts(
+    raw: list[dict[str, Any]], *, alpha: float, importance: Mapping[str, float] | None
+) -> list[ColumnDrift]:
+    """Decide each column's drift from its tests: p-values adjusted together (Benjamini-Hochberg),
+    distances against their thresholds, and the missing-value and new-category checks."""
+    p_values = [r["p_value"] for r in raw if r["p_value"] is not None]
+    adjusted = iter(stats.false_discovery_control(p_values, method="bh") if p_values else [])
+    columns = []
+    for r in raw:
+        r["distribution_drift"] = None
+        if r["p_value"] is not None:
+            r["p_value_adjusted"] = float(next(adjusted))
+            r["distribution_drift"] = r["p_value_adjusted"] <= alpha
+        elif r["statistic"] is not None:
+            r["distribution_drift"] = r["statistic"] >= r["threshold"]
+        flags = [r["distribution_drift"], r["missing_drift"], r["new_category_drift"]]
+        r["drift"] = True if any(flags) else None if all(f is None for f in flags) else False
+        r["importance"] = None if importance is None else importance.get(r["column"])
+        columns.append(ColumnDrift(**r))
+    return columns
 
 
 def model_reliance(
@@ -450,218 +451,3 @@ def model_reliance(
         changes[str(name)] = float(change)
     total = sum(changes.values())
     return {k: (v / total if total > 0 else 0.0) for k, v in changes.items()}
-
-
-def scores_figure(report: DriftReport) -> Figure:
-    """Plot the drift score of every column (:attr:`ColumnDrift.score`) against the threshold.
-
-    Parameters
-    ----------
-    report : DriftReport
-        Output of :func:`detect_drift`.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Horizontal bars, red for drifted columns, grey for untested ones; built without pyplot.
-    """
-    rows = report.columns
-    fig = Figure(figsize=(7, 0.3 * len(rows) + 1))
-    ax = fig.subplots()
-    colors = ["#999999" if r.drift is None else "#b00020" if r.drift else "#4c72b0" for r in rows]
-    ax.barh([r.column for r in rows], [min(r.score, 10.0) for r in rows], color=colors)
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    ax.invert_yaxis()
-    ax.set_xlabel("drift score (1 = threshold, capped at 10)")
-    return fig
-
-
-def column_figure(
-    report: DriftReport, reference_stats: dict[str, Any], current: pd.DataFrame, column: str
-) -> Figure:
-    """Plot the reference and current distributions of one column, titled with its test.
-
-    Parameters
-    ----------
-    report : DriftReport
-        Output of :func:`detect_drift` on ``reference_stats`` and ``current``.
-    reference_stats : dict
-        The reference.
-    current : DataFrame
-        The current data.
-    column : str
-        The column to plot.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Shares of values per bin (numeric: the reference sample against the current values) or
-        per category (the 20 largest), built without pyplot.
-    """
-    rows = {c.column: c for c in report.columns}
-    if column not in rows:
-        raise InvalidParameterError(
-            f"Column {column!r} is not in the drift report. Its columns are {list(rows)}."
-        )
-    row = rows[column]
-    ref = _reference_columns(reference_stats)[column]
-    series = current[column]
-    fig = Figure(figsize=(7, 2.8))
-    ax = fig.subplots()
-    if "frequencies" in ref:
-        ref_counts, cur_counts = _statistics.paired_counts(ref, series)
-        labels = [*ref["frequencies"], _statistics.OTHER]
-        ref_share = ref_counts / max(ref_counts.sum(), 1)
-        cur_share = cur_counts / max(cur_counts.sum(), 1)
-        order = np.argsort(-(ref_share + cur_share), kind="stable")
-        top = order[(ref_share + cur_share)[order] > 0][:20]
-        x = np.arange(top.size)
-        ax.bar(x - 0.2, ref_share[top], width=0.4, label="reference")
-        ax.bar(x + 0.2, cur_share[top], width=0.4, label="current")
-        ax.set_xticks(x, [labels[i][:20] for i in top], rotation=30, ha="right")
-    elif ref["count"] > 0:
-        values = _statistics.finite_values(series, ref["kind"])
-        sample = np.asarray(ref["sample"], dtype=float)
-        low, high = _sketch.weighted_quantiles(*_sketch.atoms_of(ref), np.array([0.005, 0.995]))
-        if values.size:
-            cur_low, cur_high = np.quantile(values, [0.005, 0.995])
-            low, high = min(low, cur_low), max(high, cur_high)
-        edges = np.linspace(low, high if high > low else low + 1.0, 41)
-        for data, label in ((sample, "reference"), (values, "current")):
-            if data.size:
-                counts = np.histogram(data, edges)[0] / data.size
-                ax.stairs(counts, edges, fill=True, alpha=0.5, label=label)
-    if ref["kind"] == "datetime":
-        ax.xaxis_date()  # the values are days since 1970, Matplotlib's date unit
-    ax.set_ylabel("share of values")
-    if ax.has_data():
-        ax.legend(loc="upper right")
-    details = f"{column}: {TEST_LABELS[row.test]}"
-    if row.statistic is not None:
-        details += f", statistic {row.statistic:.3g}"
-    if row.p_value_adjusted is not None:
-        details += f", adjusted p {row.p_value_adjusted:.3g}"
-    if row.psi is not None:
-        details += f", PSI {row.psi:.3g}"
-    ax.set_title(details, fontsize=10)
-    return fig
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-def _check_options(
-    alpha: float,
-    min_rows: int,
-    large_sample: int,
-    wasserstein_threshold: float,
-    js_threshold: float,
-    share_threshold: float,
-    missing_threshold: float,
-    new_category_threshold: float,
-) -> None:
-    checks = [
-        ("alpha", alpha, 0 < alpha < 1, "a float in the range (0, 1)"),
-        (
-            "min_rows",
-            min_rows,
-            isinstance(min_rows, int) and min_rows >= 2,
-            "an int in the range [2, inf)",
-        ),
-        (
-            "large_sample",
-            large_sample,
-            isinstance(large_sample, int) and large_sample >= 1,
-            "an int in the range [1, inf)",
-        ),
-        (
-            "wasserstein_threshold",
-            wasserstein_threshold,
-            wasserstein_threshold > 0,
-            "a float in the range (0, inf)",
-        ),
-        ("js_threshold", js_threshold, 0 < js_threshold <= 1, "a float in the range (0, 1]"),
-        (
-            "share_threshold",
-            share_threshold,
-            0 < share_threshold <= 1,
-            "a float in the range (0, 1]",
-        ),
-        (
-            "missing_threshold",
-            missing_threshold,
-            0 < missing_threshold <= 1,
-            "a float in the range (0, 1]",
-        ),
-        (
-            "new_category_threshold",
-            new_category_threshold,
-            0 < new_category_threshold <= 1,
-            "a float in the range (0, 1]",
-        ),
-    ]
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise InvalidParameterError(
-                f"The '{name}' parameter of detect_drift must be {expected}. Got {value!r} instead."
-            )
-
-
-def _reference_columns(reference_stats: Any) -> dict[str, dict[str, Any]]:
-    if (
-        not isinstance(reference_stats, dict)
-        or reference_stats.get("format") not in READABLE_FORMATS
-    ):
-        raise DataSourceError(
-            "The reference statistics were not produced by nbtools' reference_statistics "
-            f"(expected 'format': '{FORMAT}'). Recompute them from the training features."
-        )
-    return reference_stats["columns"]
-
-
-def _check_current(references: dict[str, dict[str, Any]], current: Any) -> None:
-    if not isinstance(current, pd.DataFrame):
-        raise DataSourceError(
-            f"The current data must be a pandas DataFrame. Got {type(current).__name__}."
-        )
-    if current.shape[0] == 0:
-        raise DataSourceError("The current data has no rows: there is nothing to test for drift.")
-    names = [str(c) for c in current.columns]
-    problems = []
-    missing = [c for c in references if c not in names]
-    extra = [c for c in names if c not in references]
-    if missing:
-        problems.append(f"missing columns {missing}")
-    if extra:
-        problems.append(f"unexpected columns {extra}")
-    for name, ref in references.items():
-        if name in missing or current[name].notna().sum() == 0:
-            continue
-        if not _kind_matches(ref["kind"], current[name]):
-            expected = _EXPECTED_KIND[ref["kind"]]
-            problems.append(
-                f"column '{name}' must be {expected} like the reference "
-                f"({ref['dtype']}), got {current[name].dtype}"
-            )
-    if problems:
-        raise DataSourceError(
-            "The current data does not match the reference: "
-            + "; ".join(problems)
-            + ". Pass the model's input columns, with the types they had in training."
-        )
-
-
-_EXPECTED_KIND = {
-    "numeric": "numeric",
-    "datetime": "dates (or text holding dates)",
-    "categorical": "categorical (not numeric)",
-}
-
-
-def _kind_matches(kind: str, series: pd.Series) -> bool:
-    found = _statistics.column_kind(series)
-    if kind == "datetime" and found == "categorical":  # dates read back from CSV as text
-        return _statistics.finite_values(series.dropna().head(1000), "datetime").size > 0
-    if kind == "categorical":
-        return found != "numeric"
-    return found == kind

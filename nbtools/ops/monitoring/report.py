@@ -48,6 +48,23 @@ def report_html(result: CheckResult, decisions: Sequence[dict[str, Any]] = ()) -
     str
         An HTML document.
     """
+    parts = _opening(result, decisions)
+    parts += ["<h2>Windows</h2>", _windows_table(result)]
+    if len(result.windows) > 1:
+        parts.append(_img(drift_share_figure(result)))
+    scored = [w.performance for w in result.windows if w.performance is not None]
+    if scored:
+        parts += [
+            "<h2>Performance</h2>",
+            _img(monitoring.decay.performance_figure(scored, result.policy.max_drop)),
+        ]
+    parts += _newest_window(result)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _opening(result: CheckResult, decisions: Sequence[dict[str, Any]]) -> list[str]:
+    """The page's head, the reference, the verdict and the decisions taken."""
     breach = result.breach
     verdict = (
         f"<b class='drift'>BREACH ({breach.kind})</b> in window {html.escape(breach.window)}: "
@@ -68,18 +85,14 @@ def report_html(result: CheckResult, decisions: Sequence[dict[str, Any]] = ()) -
             for d in decisions
         )
         parts.append(f"<h2>Decisions</h2><ul>{items}</ul>")
-    parts += ["<h2>Windows</h2>", _windows_table(result)]
-    if len(result.windows) > 1:
-        parts.append(_img(drift_share_figure(result)))
-    scored = [w.performance for w in result.windows if w.performance is not None]
-    if scored:
-        parts += [
-            "<h2>Performance</h2>",
-            _img(monitoring.decay.performance_figure(scored, result.policy.max_drop)),
-        ]
+    return parts
+
+
+def _newest_window(result: CheckResult) -> list[str]:
+    """The drift of the newest window: how it is tested, the table, and a figure per column."""
     latest, data = result.windows[-1], result.windows_data[-1]
     report = latest.drift
-    parts += [
+    parts = [
         f"<h2>Drift in the newest window ({html.escape(latest.label)})</h2>",
         f"<p>Reference: {report.reference_rows:,} rows. Current: {report.current_rows:,} rows. "
         f"P-value tests (Kolmogorov-Smirnov, chi-square) control the false discovery rate at "
@@ -111,8 +124,7 @@ def report_html(result: CheckResult, decisions: Sequence[dict[str, Any]] = ()) -
                 )
             )
         )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def drift_share_figure(result: CheckResult) -> Figure:
