@@ -169,8 +169,8 @@ def _check_table(df: pd.DataFrame, target: str | None, source: str) -> None:
     for column in df.columns:
         if column != target and df[column].isna().all():
             raise DataSourceError(
-                f"Column '{column}' is empty (all {len(df)} values are missing). Drop it with "
-                f"-p ingest.ignore_columns=['{column}']."
+                f"Column '{column}' is empty (all {len(df)} values are missing). Leave it out "
+                f"with the ingest stage's 'ignore_columns' parameter: ['{column}']."
             )
     if target is not None and df.shape[1] == 1:
         raise DataSourceError(f"The data from '{source}' has no column besides the target.")
@@ -224,7 +224,7 @@ def write_snapshot(df: pd.DataFrame, path: str | Path) -> str:
         path.unlink(missing_ok=True)
         raise DataSourceError(
             f"Cannot write the snapshot {path.name}: {exc}. A column that mixes text and "
-            "numbers must be fixed at the source or left out with "
-            "-p ingest.ignore_columns=[COLUMN]."
+            "numbers must be fixed at the source or left out with the ingest stage's "
+            "'ignore_columns' parameter."
         ) from exc
     return content_hash(frame)

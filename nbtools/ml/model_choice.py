@@ -164,7 +164,7 @@ def choose_model(
         raise InvalidParameterError(
             "The 'space' parameter of stage 'train' sets hyperparameters of one model family, "
             "and 'family' is 'auto', which compares several. Name the family too, for example "
-            "-p train.family=hist_gradient_boosting."
+            "family: hist_gradient_boosting."
         )
     params.validate(task)
     chooser = Chooser(

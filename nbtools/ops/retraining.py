@@ -286,7 +286,7 @@ def _labelled(result: CheckResult) -> pd.DataFrame:
         raise DataSourceError(
             "Retraining needs labelled new data, and the current data has no labels"
             + (f" (no values in the target column '{target}')" if target else "")
-            + ". Pass --labels for the prediction log, or data with the target column."
+            + ". Give the labels of the logged predictions, or data with the target column."
         )
     rows = rows[rows[target].notna()]
     if TIME_COLUMN in rows.columns:

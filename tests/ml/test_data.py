@@ -266,7 +266,7 @@ def test_empty_column_says_how_to_drop_it():
     df = SMALL.assign(price=np.nan)
     expected = re.escape(
         "Column 'price' is empty (all 3 values are missing). "
-        "Drop it with -p ingest.ignore_columns=['price']."
+        "Leave it out with the ingest stage's 'ignore_columns' parameter: ['price']."
     )
     with pytest.raises(DataSourceError, match=expected):
         validate_dataset(df, target="y")

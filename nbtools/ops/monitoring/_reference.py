@@ -174,7 +174,8 @@ def _registry_reference(pipeline: Pipeline, uri: str) -> Reference:
             raise DataSourceError(
                 f"The run that trained {name} version {version.version} ({version.run_id}) "
                 "holds no reference.json: it was trained before its train stage logged "
-                "reference statistics. Retrain it, or pass --reference RUN_ID."
+                "reference statistics. Retrain it, or check against the run id of a newer "
+                "training run."
             ) from exc
         statistics = _read_reference(Path(path), f"{name} version {version.version}")
     tags = version.tags or {}
