@@ -15,6 +15,8 @@ Each module is one step of the lifecycle, usable on its own in any notebook:
 - :mod:`~nbtools.ml.evaluation`, :mod:`~nbtools.ml.diagnostics`, :mod:`~nbtools.ml.bootstrap`:
   metrics, plots, learning curves and how sure a score difference is;
 - :mod:`~nbtools.ml.exploration`: the tables and plots of a first look at the data.
+- :mod:`~nbtools.ml.stage_params`: the declared parameters of the ingest and evaluate stages
+  (the others sit beside the code that applies them, such as ``cleaning.CleaningParams``).
 
 Each module lists its public names in ``__all__``: those are kept stable for people who edit
 the stage templates. This layer knows nothing of pipelines, runs or MLflow runs: it imports only
