@@ -1,13 +1,16 @@
-"""``nbtools monitor``'s policy options come from ``MonitorPolicy``'s declarations."""
+"""What is derived from the parameter declarations: ``nbtools monitor``'s policy options and the
+README's stage table."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 from click.testing import CliRunner
 
 from nbtools.cli import cli
+from nbtools.cli._declared import DECLARATIONS
 from nbtools.ops.monitoring.check import MonitorPolicy
 
 
@@ -36,3 +39,17 @@ def test_a_setting_the_notebook_refuses_is_refused_before_anything_runs(tmp_path
         "[1, 1000]. Got 5000 instead." in result.output
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_stage_table_names_only_declared_parameters() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    declared = {
+        notebook.split("_", 1)[1].removesuffix(".ipynb"): {
+            name for cls in classes for name in cls.SCHEMA
+        }
+        for notebook, classes in DECLARATIONS.items()
+    }
+    rows = re.findall(r"^\| (\w+) \| .* \| ((?:`\w+`(?:, )?)+) \|$", readme, flags=re.M)
+    assert {stage for stage, _ in rows} == set(declared)
+    for stage, names in rows:
+        assert set(re.findall(r"`(\w+)`", names)) <= declared[stage], stage
