@@ -81,14 +81,8 @@ class TuningPanel(Panel):
         super().__init__("train", project_dir, "Tuning")
         self.X, self.y, self.task, self.seed = X, y, task, seed
         self.cv, self.groups = cv, groups
-        self.start = params
-        self.make_pipeline = make_pipeline
-        families = ["auto", *modeling.FAMILIES[task]]
-        self.family = widgets.Dropdown(
-            options=families,
-            value=params.family if params.family in families else "auto",
-            description="family",
-        )
+        self.start, self.make_pipeline = params, make_pipeline
+        self.family = _family_dropdown(task, params.family)
         schema = modeling.TrainParams.SCHEMA
         start = params.to_dict()
         self.inputs = {name: parameter_widget(schema[name], start[name]) for name in _SEARCH}
@@ -100,11 +94,9 @@ class TuningPanel(Panel):
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="candidates")
         self.status = widgets.HTML()
-        self.sort_by = widgets.Dropdown(options=["mean_score"], description="sort by")
-        self.descending = widgets.Checkbox(value=True, description="descending", indent=False)
-        self.results = widgets.HTML()
-        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
-        self.pick = widgets.Dropdown(options=[], description="candidate")
+        self._results = results = _Results()
+        self.sort_by, self.descending, self.pick = results.sort_by, results.descending, results.pick
+        self.results, self.plot = results.html, results.plot
         self.pick_button = widgets.Button(description="Use candidate", icon="check")
         self.candidates: list[Candidate] = []
         self._stop = threading.Event()
@@ -116,18 +108,7 @@ class TuningPanel(Panel):
             control.observe(lambda _change: self._show_table(), names="value")
 
     def _build_ranges(self, space: dict[str, Any]) -> None:
-        family = modeling.get_family(self.family.value, self.task)
-        names = list(dict.fromkeys([*family.grid, *family.distributions, *space]))
-        self.ranges = {
-            name: widgets.Text(
-                value=_yaml(space[name]) if name in space else "",
-                description=name,
-                placeholder="built-in; or [values] or {low: a, high: b, log: true}",
-                style={"description_width": "150px"},
-                layout=widgets.Layout(width="520px"),
-            )
-            for name in names
-        }
+        self.ranges = _range_boxes(modeling.get_family(self.family.value, self.task), space)
         self.ranges_box.children = list(self.ranges.values())
 
     def body(self) -> list[widgets.Widget]:
@@ -159,17 +140,7 @@ class TuningPanel(Panel):
         schema = modeling.TrainParams.SCHEMA
         for name, widget in self.inputs.items():
             values[name] = read_widget(schema[name], widget, self.stage)
-        space: dict[str, Any] = {}
-        for name, box in self.ranges.items():
-            if box.value.strip():
-                try:
-                    space[name] = yaml.safe_load(box.value)
-                except yaml.YAMLError as exc:
-                    raise InvalidParameterError(
-                        f"The range of hyperparameter '{name}' must be YAML: a list [a, b] or "
-                        f"{{low: a, high: b}}. Got {box.value!r} instead."
-                    ) from exc
-        values["space"] = space
+        values["space"] = _read_space(self.ranges)
         return modeling.TrainParams(**values).validate(self.task)
 
     def export(self) -> dict[str, Any]:
@@ -237,45 +208,10 @@ class TuningPanel(Panel):
 
     def table(self) -> pd.DataFrame:
         """The evaluated candidates, sorted as the "sort by" controls say."""
-        table = candidates_table(self.candidates)
-        if table.empty:
-            return table
-        key = self.sort_by.value if self.sort_by.value in table.columns else "mean_score"
-        return table.sort_values(key, ascending=not self.descending.value, kind="stable")
+        return self._results.table(self.candidates)
 
     def _show_table(self) -> None:
-        table = self.table()
-        if table.empty:
-            self.results.value = ""
-            return
-        options = list(table.columns)
-        if list(self.sort_by.options) != options:
-            key = self.sort_by.value
-            self.sort_by.options = options
-            self.sort_by.value = key if key in options else "mean_score"
-            table = self.table()
-        self.pick.options = [(f"#{n}", int(n)) for n in table["candidate"]]
-        self.pick.value = int(table["candidate"].iloc[0])
-        rows = table.astype(object).where(table.notna(), None).to_dict("records")
-        self.results.value = table_html(rows, [str(c) for c in table.columns])
-        self._plot(table)
-
-    def _plot(self, table: pd.DataFrame) -> None:
-        names = list(self.candidates[0].params) if self.candidates else []
-        if not names:
-            return
-        fig = Figure(figsize=(3 * len(names), 2.6))
-        axes = fig.subplots(1, len(names), squeeze=False)
-        for ax, name in zip(axes[0], names, strict=True):
-            values = table[name]
-            numeric = pd.api.types.is_numeric_dtype(values)
-            x = values if numeric else values.astype(str)
-            ax.scatter(x, table["mean_score"], color="tab:blue")
-            ax.set_xlabel(name)
-            if numeric and values.min() > 0 and values.max() / values.min() > 50:
-                ax.set_xscale("log")
-        axes[0][0].set_ylabel("mean CV score")
-        self.plot.value = figure_png(fig)
+        self._results.show(self.candidates)
 
     def use_candidate(self, number: int | None) -> None:
         """Set the panel (and so the exported parameters) to exactly candidate ``number``.
@@ -292,6 +228,96 @@ class TuningPanel(Panel):
         self._build_ranges(space)
         self.inputs["search"].value = "grid"
         self.show_ok(f"Candidate #{number} chosen: {chosen[0].params}. Save to keep it.")
+
+
+class _Results:
+    """A search's results: a sortable table, a score plot per hyperparameter, the picker."""
+
+    def __init__(self) -> None:
+        self.sort_by = widgets.Dropdown(options=["mean_score"], description="sort by")
+        self.descending = widgets.Checkbox(value=True, description="descending", indent=False)
+        self.html = widgets.HTML()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+        self.pick = widgets.Dropdown(options=[], description="candidate")
+
+    def table(self, candidates: list[Candidate]) -> pd.DataFrame:
+        """The candidates as a table, sorted as the "sort by" controls say."""
+        table = candidates_table(candidates)
+        if table.empty:
+            return table
+        key = self.sort_by.value if self.sort_by.value in table.columns else "mean_score"
+        return table.sort_values(key, ascending=not self.descending.value, kind="stable")
+
+    def show(self, candidates: list[Candidate]) -> None:
+        """Render the table, the picker's options and the plot for ``candidates``."""
+        table = self.table(candidates)
+        if table.empty:
+            self.html.value = ""
+            return
+        options = list(table.columns)
+        if list(self.sort_by.options) != options:
+            key = self.sort_by.value
+            self.sort_by.options = options
+            self.sort_by.value = key if key in options else "mean_score"
+            table = self.table(candidates)
+        self.pick.options = [(f"#{n}", int(n)) for n in table["candidate"]]
+        self.pick.value = int(table["candidate"].iloc[0])
+        rows = table.astype(object).where(table.notna(), None).to_dict("records")
+        self.html.value = table_html(rows, [str(c) for c in table.columns])
+        self._plot(table, list(candidates[0].params) if candidates else [])
+
+    def _plot(self, table: pd.DataFrame, names: list[str]) -> None:
+        if not names:
+            return
+        fig = Figure(figsize=(3 * len(names), 2.6))
+        axes = fig.subplots(1, len(names), squeeze=False)
+        for ax, name in zip(axes[0], names, strict=True):
+            values = table[name]
+            numeric = pd.api.types.is_numeric_dtype(values)
+            x = values if numeric else values.astype(str)
+            ax.scatter(x, table["mean_score"], color="tab:blue")
+            ax.set_xlabel(name)
+            if numeric and values.min() > 0 and values.max() / values.min() > 50:
+                ax.set_xscale("log")
+        axes[0][0].set_ylabel("mean CV score")
+        self.plot.value = figure_png(fig)
+
+
+def _family_dropdown(task: str, family: str) -> widgets.Dropdown:
+    """The family choice for ``task``, starting at ``family`` ("auto" when it does not fit)."""
+    families = ["auto", *modeling.FAMILIES[task]]
+    value = family if family in families else "auto"
+    return widgets.Dropdown(options=families, value=value, description="family")
+
+
+def _range_boxes(family: modeling.ModelFamily, space: dict[str, Any]) -> dict[str, widgets.Text]:
+    """One text box per hyperparameter of ``family`` (and of ``space``), filled from ``space``."""
+    names = list(dict.fromkeys([*family.grid, *family.distributions, *space]))
+    return {
+        name: widgets.Text(
+            value=_yaml(space[name]) if name in space else "",
+            description=name,
+            placeholder="built-in; or [values] or {low: a, high: b, log: true}",
+            style={"description_width": "150px"},
+            layout=widgets.Layout(width="520px"),
+        )
+        for name in names
+    }
+
+
+def _read_space(ranges: dict[str, widgets.Text]) -> dict[str, Any]:
+    """The search space the range boxes spell; empty boxes are left to the family."""
+    space: dict[str, Any] = {}
+    for name, box in ranges.items():
+        if box.value.strip():
+            try:
+                space[name] = yaml.safe_load(box.value)
+            except yaml.YAMLError as exc:
+                raise InvalidParameterError(
+                    f"The range of hyperparameter '{name}' must be YAML: a list [a, b] or "
+                    f"{{low: a, high: b}}. Got {box.value!r} instead."
+                ) from exc
+    return space
 
 
 def _yaml(value: Any) -> str:

@@ -31,8 +31,9 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -77,109 +78,141 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     holder.load()
     folder = config.predictions_path()
-    log = None if folder is None else PredictionLog(folder)
-    batcher = Batcher(max_queue=config.max_queue, timeout=config.timeout)
-    stats = PhaseStats()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder.start()
-        if log is not None:
-            log.start()
-        try:
-            yield
-        finally:  # uvicorn has let the requests in flight finish
-            batcher.close()
-            holder.stop()
-            if log is not None:
-                log.close()
-
+    service = _Service(
+        config=config,
+        holder=holder,
+        log=None if folder is None else PredictionLog(folder),
+        batcher=Batcher(max_queue=config.max_queue, timeout=config.timeout),
+        stats=PhaseStats(),
+    )
     app = FastAPI(
         title="nbtools model service",
-        lifespan=lifespan,
+        lifespan=_lifespan(service),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.holder = holder
-    app.state.prediction_log = log
-    app.state.batcher = batcher
-    expected = None if config.token is None else f"Bearer {config.token}".encode()
+    app.state.holder = service.holder
+    app.state.prediction_log = service.log
+    app.state.batcher = service.batcher
+    _add_predict(app, service)
+    _add_info(app, service)
+    _add_metrics(app, service)
+    return app
 
-    def denied(request: Request) -> Response | None:
-        if expected is None:
+
+@dataclass(frozen=True)
+class _Service:
+    """What the endpoints share: the settings, the model, the log, the batcher and the stats."""
+
+    config: ServeConfig
+    holder: ModelHolder
+    log: PredictionLog | None
+    batcher: Batcher
+    stats: PhaseStats
+
+    def denied(self, request: Request) -> Response | None:
+        """The 401 answer when a token is configured and the request lacks it, else None."""
+        if self.config.token is None:
             return None
+        expected = f"Bearer {self.config.token}".encode()
         given = request.headers.get("authorization", "").encode()
         if hmac.compare_digest(given, expected):
             return None
         return _error(401, "A valid bearer token is required: 'Authorization: Bearer <token>'.")
 
+
+def _lifespan(service: _Service) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.holder.start()
+        if service.log is not None:
+            service.log.start()
+        try:
+            yield
+        finally:  # uvicorn has let the requests in flight finish
+            service.batcher.close()
+            service.holder.stop()
+            if service.log is not None:
+                service.log.close()
+
+    return lifespan
+
+
+def _add_predict(app: FastAPI, service: _Service) -> None:
+    stats = service.stats
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        refusal = denied(request)
+        refusal = service.denied(request)
         if refusal is not None:
             stats.status(refusal.status_code)
             return refusal
         started = time.perf_counter()
         stats.in_flight += 1
         try:
-            return await answer(request, started)
+            return await _answer(service, request, started)
         finally:
             stats.in_flight -= 1
 
-    async def answer(request: Request, started: float) -> Response:
-        model = holder.current  # this request keeps this version, even if the alias moves
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        timing = Timing()
-        try:
-            body = await _body(request, config.max_body_bytes)
-            parsed = payload.parse(body, request.headers.get("content-type"), model.schema.names)
-            columns = model.schema.convert(parsed.columns, parsed.n_rows)
-            X = pd.DataFrame(columns, copy=False)
-            proba = parsed.params.get("predict_proba", False) or _flag(request)
-            timing.parse = time.perf_counter() - started
-            outcome = await batcher.predict(model, X, proba)
-        except InvalidInputError as exc:
-            stats.status(exc.status)
-            if isinstance(exc, Overloaded):
-                return _error(503, str(exc), retry_after=exc.retry_after, code="OVERLOADED")
-            return _error(exc.status, str(exc))
-        answered = time.perf_counter()
-        predictions, probabilities = outcome.predictions, outcome.probabilities
-        if log is not None:
-            log.append(
-                model_name=model.name,
-                model_version=model.version,
-                request_id=request_id,
-                inputs=columns,
-                predictions=predictions,
-                probabilities=probabilities,
-                classes=model.classes,
-            )
-        result: dict[str, Any] = {"predictions": predictions.tolist()}
-        if probabilities is not None:
-            labels = [str(c) for c in model.classes or []]
-            result["probabilities"] = [
-                dict(zip(labels, row, strict=True)) for row in probabilities.tolist()
-            ]
-        content = orjson.dumps(result)
-        timing.queue, timing.predict = outcome.queue_seconds, outcome.predict_seconds
-        timing.respond = time.perf_counter() - answered
-        stats.status(200)
-        stats.add(timing, request_id, len(X))
-        return Response(
-            content,
-            media_type=_JSON,
-            headers={
-                "X-Request-ID": request_id,
-                "X-Model-Version": model.version,
-                "Server-Timing": timing.header(),
-            },
+
+async def _answer(service: _Service, request: Request, started: float) -> Response:
+    model = service.holder.current  # this request keeps this version, even if the alias moves
+    request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+    timing = Timing()
+    try:
+        body = await _body(request, service.config.max_body_bytes)
+        parsed = payload.parse(body, request.headers.get("content-type"), model.schema.names)
+        columns = model.schema.convert(parsed.columns, parsed.n_rows)
+        X = pd.DataFrame(columns, copy=False)
+        proba = parsed.params.get("predict_proba", False) or _flag(request)
+        timing.parse = time.perf_counter() - started
+        outcome = await service.batcher.predict(model, X, proba)
+    except InvalidInputError as exc:
+        service.stats.status(exc.status)
+        if isinstance(exc, Overloaded):
+            return _error(503, str(exc), retry_after=exc.retry_after, code="OVERLOADED")
+        return _error(exc.status, str(exc))
+    answered = time.perf_counter()
+    predictions, probabilities = outcome.predictions, outcome.probabilities
+    if service.log is not None:
+        service.log.append(
+            model_name=model.name,
+            model_version=model.version,
+            request_id=request_id,
+            inputs=columns,
+            predictions=predictions,
+            probabilities=probabilities,
+            classes=model.classes,
         )
+    result: dict[str, Any] = {"predictions": predictions.tolist()}
+    if probabilities is not None:
+        labels = [str(c) for c in model.classes or []]
+        result["probabilities"] = [
+            dict(zip(labels, row, strict=True)) for row in probabilities.tolist()
+        ]
+    content = orjson.dumps(result)
+    timing.queue, timing.predict = outcome.queue_seconds, outcome.predict_seconds
+    timing.respond = time.perf_counter() - answered
+    service.stats.status(200)
+    service.stats.add(timing, request_id, len(X))
+    return Response(
+        content,
+        media_type=_JSON,
+        headers={
+            "X-Request-ID": request_id,
+            "X-Model-Version": model.version,
+            "Server-Timing": timing.header(),
+        },
+    )
+
+
+def _add_info(app: FastAPI, service: _Service) -> None:
+    holder, log = service.holder, service.log
 
     @app.get("/metadata")
     async def metadata(request: Request) -> Response:
-        refusal = denied(request)
+        refusal = service.denied(request)
         if refusal is not None:
             return refusal
         model = holder.current
@@ -205,6 +238,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def version() -> Response:
         return Response(mlflow.__version__, media_type=_JSON)
 
+
+def _add_metrics(app: FastAPI, service: _Service) -> None:
+    batcher, stats = service.batcher, service.stats
+
     @app.get("/metrics")
     async def metrics() -> Response:
         others: dict[str, tuple[str, str, float]] = {
@@ -218,7 +255,11 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "gauge",
                 stats.in_flight,
             ),
-            "nbtools_serve_queue_limit": ("The service's --max-queue.", "gauge", config.max_queue),
+            "nbtools_serve_queue_limit": (
+                "The service's --max-queue.",
+                "gauge",
+                service.config.max_queue,
+            ),
             "nbtools_serve_batches_total": ("Predict calls.", "counter", batcher.batches),
             "nbtools_serve_rejected_total": (
                 "Requests refused with 503 because the queue was full.",
@@ -232,8 +273,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             ),
         }
         return Response(stats.prometheus(others), media_type="text/plain; version=0.0.4")
-
-    return app
 
 
 def app_from_environment() -> FastAPI:
