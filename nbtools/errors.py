@@ -52,6 +52,10 @@ class ModelRegistryError(NbtoolsError, RuntimeError):
     """The model registry cannot do what was asked: a champion that cannot be loaded or scored."""
 
 
+class ModelNotFoundError(_BadInput, ModelRegistryError):
+    """The registry has no model, version or alias by the name given."""
+
+
 class ClusterError(NbtoolsError, ConnectionError):
     """The Dask cluster a run should execute on cannot be reached or started."""
 

@@ -28,7 +28,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from nbtools.errors import InvalidParameterError, ModelRegistryError
+from nbtools.errors import InvalidParameterError, ModelNotFoundError, ModelRegistryError
 from nbtools.serving.schema import InputSchema
 
 logger = logging.getLogger("nbtools.serving")
@@ -156,7 +156,8 @@ def load_version(ref: ModelRef, version: str, client: MlflowClient) -> ServedMod
         pyfunc = mlflow.pyfunc.load_model(uri)
         estimator = pyfunc.get_raw_model()
     except (MlflowException, OSError, NotImplementedError) as exc:
-        raise ModelRegistryError(
+        missing = getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
+        raise (ModelNotFoundError if missing else ModelRegistryError)(
             f"Cannot load {uri} from the registry at {client.tracking_uri}: {exc}. Check the "
             "model name and version, or that the registry is the project's (--project)."
         ) from exc
@@ -281,7 +282,7 @@ class ModelHolder:
         try:
             found = self._client.get_model_version_by_alias(self.ref.name, self.ref.alias)
         except MlflowException as exc:
-            raise ModelRegistryError(
+            raise ModelNotFoundError(
                 f"Model '{self.ref.name}' has no version with the alias '{self.ref.alias}' in "
                 f"the registry at {self.tracking_uri}: {exc.message}. Run the pipeline's deploy "
                 "stage first, or serve a version with --model models:/NAME/VERSION."
