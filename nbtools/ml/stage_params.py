@@ -2,7 +2,7 @@
 
 Each field is declared with :func:`nbtools.params.param`; the ``01_ingest`` and ``06_evaluate``
 templates' parameters cells are generated from these declarations, and ``nbtools check``
-fails when a cell drifts from them. The stage notebooks build them with ``from_namespace``.
+fails when a cell drifts from them.
 """
 
 from __future__ import annotations
