@@ -1,8 +1,9 @@
 """Interactive ipywidgets panels over the stages' parameters.
 
 Each panel starts from a stage's parameters, shows the data behind a decision, previews the
-choice with the same core function the batch stage calls, and writes the choice back into
-``pipeline.yaml`` ("Save to pipeline"), so that ``nbtools run`` reproduces the session exactly.
+choice with the same :mod:`nbtools.ml` function the batch stage calls, and writes the choice back
+into ``pipeline.yaml`` ("Save to pipeline"), so that ``nbtools run`` reproduces the session
+exactly.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Shared plumbing of the panels: start from parameters, export them, save them, show errors.
 
 A panel is a thin view. It holds widgets for a stage's parameters, turns their values back into
-the stage's parameters (:meth:`Panel.export`), previews them by calling the same core function
-as the batch stage, and writes them into ``pipeline.yaml`` with "Save to pipeline". Bad input is
-shown in the panel's message area and never reaches the file.
+the stage's parameters (:meth:`Panel.export`), previews them by calling the same
+:mod:`nbtools.ml` function as the batch stage, and writes them into ``pipeline.yaml`` with "Save to
+pipeline". Bad input is shown in the panel's message area and never reaches the file.
 """
 
 from __future__ import annotations
