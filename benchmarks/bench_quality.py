@@ -362,8 +362,8 @@ def _summary(rows: list[dict[str, Any]]) -> int:
     print()
     print(
         f"Target: nbtools >= baseline - {TOLERANCE} and nbtools s <= {TIME_FACTOR} x base s + "
-        "fixed s (nbtools run on a 150-row iris table of the same task, right before the "
-        "table's own run)."
+        f"fixed s (nbtools run on a {OVERHEAD_ROWS}-row sample of the same table, right before "
+        "the table's own run)."
     )
     for row in rows:
         if row.get("encoded"):

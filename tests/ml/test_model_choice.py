@@ -241,8 +241,11 @@ def test_an_unstated_budget_comes_from_the_first_fit_and_is_said():
         seed=0,
         report=lines.append,
     )
-    assert choice.budget == model_choice.MIN_BUDGET  # a small table fits in well under 10 s
-    assert any(line.startswith("Time budget 5 s: half the expected final fit") for line in lines)
+    first_fit = choice.table.iloc[0]["fit_seconds"]  # rounded to 0.01 s
+    expected = model_choice.auto_budget(first_fit, len(X), len(X) + 200)  # train+validation
+    assert choice.budget == pytest.approx(expected, abs=0.01)
+    said = f"Time budget {choice.budget:.0f} s: half the expected final fit"
+    assert any(line.startswith(said) for line in lines)
 
 
 def test_a_search_past_its_deadline_stops_with_the_candidates_so_far():
@@ -368,3 +371,47 @@ def test_a_forest_grown_in_two_steps_equals_one_grown_at_once():
     )
     at_once = _factory(X)("random_forest").fit(X, y)
     np.testing.assert_allclose(probed.predict_proba(X), at_once.predict_proba(X))
+
+
+def _choose_on_a_sample(X, y, X_valid, y_valid, monkeypatch) -> model_choice.Choice:
+    from nbtools.ml import _comparison
+
+    monkeypatch.setattr(_comparison, "COMPARE_ROWS", 100)  # a "large" table of a few rows
+    return model_choice.choose_model(
+        _factory(X, task="regression"),
+        X,
+        y,
+        X_valid,
+        y_valid,
+        TrainParams(search="none", time_budget=600),
+        task="regression",
+        seed=0,
+        report=None,
+    )
+
+
+def test_a_family_ahead_on_a_sample_is_checked_on_every_row_and_kept_if_still_ahead(monkeypatch):
+    X, y = _linear_table(1000, seed=0)
+    X_valid, y_valid = _linear_table(300, seed=1)
+    choice = _choose_on_a_sample(X, y, X_valid, y_valid, monkeypatch)
+    confirmed = choice.table[choice.table["step"] == "confirm"].set_index("family")
+    assert set(confirmed.index) == {"hist_gradient_boosting", "ridge"}
+    assert (confirmed["rows"] == 1000).all()
+    assert choice.family == "ridge"  # a sum of the features: linear wins on any number of rows
+
+
+def test_a_family_ahead_only_on_a_sample_gives_way_to_one_that_gains_from_every_row(monkeypatch):
+    # one linear column and one wavy one: on 100 rows ridge's straight line beats the trees,
+    # with 3,000 rows the trees follow the wave too
+    def table(n, seed):
+        rng = np.random.default_rng(seed)
+        X = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.uniform(-3, 3, size=n)})
+        return X, X["x0"] + 0.4 * np.sin(3 * X["x1"]) + rng.normal(scale=0.1, size=n)
+
+    X, y = table(3000, seed=0)
+    X_valid, y_valid = table(500, seed=1)
+    choice = _choose_on_a_sample(X, y, X_valid, y_valid, monkeypatch)
+    table = choice.table.set_index(["step", "family"])["validation_score"]
+    assert table["compare"].idxmax() == "ridge"
+    assert table["confirm"].idxmax() == "hist_gradient_boosting"
+    assert choice.family == "hist_gradient_boosting"
