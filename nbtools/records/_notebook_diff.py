@@ -151,19 +151,24 @@ def compare_cells(
     """Pair the cells of two executions of a stage notebook and compare each pair.
 
     Cells pair by id (Papermill's injected parameters cell, new in every execution, by its tag),
-    in order, so an inserted or deleted cell shows as added or removed.
+    in order, so an inserted or deleted cell shows as added or removed. Cells without ids (notebooks
+    before nbformat 4.5) pair by source, and an edited one by its position among the others.
     """
     keys = [[_cell_key(cell) for cell in cells] for cells in (first, second)]
     matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
     found: list[CellDiff] = []
     for tag, a0, a1, b0, b1 in matcher.get_opcodes():
-        if tag == "equal" or (tag == "replace" and a1 - a0 == b1 - b0):
+        if tag == "equal" or (tag == "replace" and a1 - a0 == b1 - b0 and not _ids(first[a0:a1])):
             for i, j in zip(range(a0, a1), range(b0, b1), strict=True):
                 found.append(_pair(first[i], second[j], (i, j), marks))
             continue
         found.extend(_alone(first[i], (i, None), "removed", marks[0]) for i in range(a0, a1))
         found.extend(_alone(second[j], (None, j), "added", marks[1]) for j in range(b0, b1))
     return found
+
+
+def _ids(cells: list[dict[str, Any]]) -> bool:
+    return any(cell.get("id") for cell in cells)
 
 
 def _cell_key(cell: Mapping[str, Any]) -> str:
