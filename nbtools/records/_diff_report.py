@@ -24,7 +24,7 @@ border-bottom:1px solid #d0d7de;padding-bottom:4px}.nbd h3{font-size:16px;margin
 padding:3px 8px;text-align:left;vertical-align:top}.nbd th{background:#f6f8fa}
 .nbd tr.nbd-differs td{background:#fff8c5}.nbd pre{margin:0;padding:6px 8px;overflow-x:auto;
 background:#f6f8fa;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre}
-.nbd pre.nbd-summary{background:#eef6ff;border:1px solid #b6d4fe}
+.nbd pre.nbd-summary{background:#eef6ff;border:1px solid #b6d4fe;white-space:pre-wrap}
 .nbd .nbd-add{background:#dafbe1;display:block}.nbd .nbd-del{background:#ffebe9;display:block}
 .nbd .nbd-hunk{color:#8250df;display:block}
 .nbd details{border:1px solid #d0d7de;border-radius:4px;margin:4px 0}
@@ -103,7 +103,8 @@ def _folded_values(diff: RunDiff) -> str:
     parts = [_value_table(differs, diff.ids, "No recorded value differs.")]
     if same:
         parts.append(
-            f"<details><summary>{len(same)} recorded values are the same in both runs</summary>"
+            f"<details><summary>{_count(len(same), 'recorded value')} the same in both runs"
+            "</summary>"
             f'<div class="nbd-cell-body">{_value_table(same, diff.ids, "")}</div></details>'
         )
     return "".join(parts)
@@ -212,6 +213,10 @@ def _table(
         for i, row in enumerate(rows)
     )
     return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def _count(number: int, thing: str) -> str:
+    return f"1 {thing} is" if number == 1 else f"{number} {thing}s are"
 
 
 def _short(value: Any) -> str:
