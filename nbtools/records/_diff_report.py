@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 #: Every rule is scoped to the report's root: shown inside JupyterLab, it styles only itself.
 _STYLE = """
-.nbd{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2328;max-width:1400px}
+.nbd{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2328;
+background:#fff;padding:8px;max-width:1400px}
 .nbd h1{font-size:22px;margin:0 0 8px}.nbd h2{font-size:18px;margin:28px 0 8px;
 border-bottom:1px solid #d0d7de;padding-bottom:4px}.nbd h3{font-size:16px;margin:20px 0 6px}
 .nbd table{border-collapse:collapse;margin:6px 0}.nbd th,.nbd td{border:1px solid #d0d7de;

@@ -10,7 +10,6 @@ those still count.
 
 from __future__ import annotations
 
-import base64
 import difflib
 import json
 import re
@@ -282,11 +281,6 @@ def _output_pair(a: _Shown | None, b: _Shown | None) -> OutputDiff:
     else:
         text = shown.text.splitlines()
     return OutputDiff("text", status, text=text, mime=shown.mime)
-
-
-def image_bytes(encoded: str) -> bytes:
-    """Return the bytes of a base64 image as a notebook stores it (for checks and tests)."""
-    return base64.b64decode(encoded)
 
 
 def _unified(first: str, second: str) -> list[str]:

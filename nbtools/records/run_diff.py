@@ -123,6 +123,9 @@ class RunDiff:
         """Return the comparison of stage ``name``."""
         return next(stage for stage in self.stages if stage.name == name)
 
+    def __repr__(self) -> str:
+        return f"RunDiff({self.ids[0]!r}, {self.ids[1]!r})"
+
     def _repr_html_(self) -> str:
         return report_html(self, standalone=False)
 
