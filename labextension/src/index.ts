@@ -1,7 +1,8 @@
 /**
  * The nbtools sidebar: the pipeline of the project in the file browser's folder, its stages
  * with their status in the latest run, the run history, live progress, and the actions
- * (run, run a stage, run from a stage, resume, cancel, open records, MLflow, compare).
+ * (run, run a stage, run from a stage, resume, cancel, open records, MLflow, the diff report
+ * of two runs).
  *
  * Everything comes from the server extension's REST API (/nbtools/api/...); the panel holds
  * no state that the run records do not hold, so a reload shows the same thing.
@@ -15,7 +16,7 @@ import { MainAreaWidget } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ServerConnection } from '@jupyterlab/services';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 
@@ -58,29 +59,39 @@ interface IRun {
   stages: Record<string, IStageSummary>;
 }
 
-interface IComparison {
-  runs: [string, string];
-  parameters: { name: string; values: unknown[]; differs: boolean }[];
-  values: { name: string; values: unknown[]; differs: boolean }[];
+/** Call the nbtools API; return the reply's text, or throw an Error with the server's message. */
+async function request(
+  endpoint: string,
+  project: string,
+  init: RequestInit = {},
+  query: Record<string, string> = {}
+): Promise<string> {
+  const settings = ServerConnection.makeSettings();
+  const search = new URLSearchParams({ path: project, ...query }).toString();
+  const url = URLExt.join(settings.baseUrl, 'nbtools', 'api', endpoint) + '?' + search;
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      message = JSON.parse(text).message || message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new Error(message);
+  }
+  return text;
 }
 
-/** Call the nbtools API; throw an Error with the server's message on a non-2xx reply. */
+/** Call the nbtools API and parse its JSON reply. */
 async function api<T>(
   endpoint: string,
   project: string,
   init: RequestInit = {},
   query: Record<string, string> = {}
 ): Promise<T> {
-  const settings = ServerConnection.makeSettings();
-  const search = new URLSearchParams({ path: project, ...query }).toString();
-  const url = URLExt.join(settings.baseUrl, 'nbtools', 'api', endpoint) + '?' + search;
-  const response = await ServerConnection.makeRequest(url, init, settings);
-  const text = await response.text();
-  const body = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    throw new Error(body.message || `${response.status} ${response.statusText}`);
-  }
-  return body as T;
+  const text = await request(endpoint, project, init, query);
+  return (text ? JSON.parse(text) : {}) as T;
 }
 
 function element<K extends keyof HTMLElementTagNameMap>(
@@ -258,16 +269,24 @@ class PipelinePanel extends Widget {
     });
   }
 
+  /** Open the two checked runs' diff report (the page `nbtools runs diff` writes) in a tab. */
   private async compare(): Promise<void> {
-    const [first, second] = [...this.compared];
+    const [first, second] = this.runs
+      .map(r => r.run_id)
+      .filter(id => this.compared.has(id))
+      .reverse(); // older run first, as the history lists newest first
     await this.act('Comparing runs', async () => {
-      const reply = await api<IComparison>('compare', this.project!.path, {}, {
-        runs: `${first},${second}`
-      });
-      const widget = new MainAreaWidget({ content: comparisonView(reply) });
-      widget.id = `nbtools-compare-${first}-${second}`;
-      widget.title.label = `Compare ${first.slice(-6)} / ${second.slice(-6)}`;
+      const page = await request('diff', this.project!.path, {}, { runs: `${first},${second}` });
+      // No script runs in the report and it loads nothing: a fully sandboxed frame shows it.
+      const frame = new IFrame({ sandbox: [] });
+      frame.node.querySelector('iframe')!.srcdoc = page;
+      const widget = new MainAreaWidget({ content: frame });
+      widget.id = `nbtools-diff-${first}-${second}`;
+      widget.addClass('nbtools-diff');
+      widget.title.label = `Diff ${first.slice(-6)} / ${second.slice(-6)}`;
+      widget.title.caption = `Run ${first} against run ${second}`;
       widget.title.icon = ICON;
+      widget.title.closable = true;
       this.app.shell.add(widget, 'main');
       this.app.shell.activateById(widget.id);
     });
@@ -414,32 +433,6 @@ class PipelinePanel extends Widget {
         : element('p', { class: 'nbtools-empty' }, 'No runs yet.')
     );
   }
-}
-
-function comparisonView(reply: IComparison): Widget {
-  const widget = new Widget();
-  widget.addClass('nbtools-comparison');
-  const table = (title: string, rows: IComparison['parameters']): HTMLElement =>
-    element(
-      'section',
-      {},
-      element('h3', {}, title),
-      element(
-        'table',
-        {},
-        element('tr', {}, element('th', {}, 'name'), ...reply.runs.map(r => element('th', {}, r))),
-        ...rows.map(row =>
-          element(
-            'tr',
-            { class: row.differs ? 'nbtools-differs' : '' },
-            element('td', {}, row.name),
-            ...row.values.map(v => element('td', {}, short(v)))
-          )
-        )
-      )
-    );
-  widget.node.append(table('Parameters', reply.parameters), table('Recorded values', reply.values));
-  return widget;
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {

@@ -1,4 +1,4 @@
-"""``nbtools runs``: list past runs and show one in detail."""
+"""``nbtools runs``: list past runs, show one in detail, and compare two."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
 from nbtools.pipeline.spec import find_project
+from nbtools.records.run_diff import default_report_path, diff_runs, summary_text, write_report
 from nbtools.records.runs import WARNINGS, list_runs, load_run, stage_warnings
 
 _PROJECT = project_option()
@@ -83,6 +84,29 @@ def show_command(run_id: str, project_dir: Path, as_json: bool) -> None:
             click.echo(
                 f"  error in cell {stage['error']['cell_index']}: {stage['error']['message']}"
             )
+
+
+@runs.command("diff")
+@click.argument("first")
+@click.argument("second")
+@_PROJECT
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the HTML report. Default: diffs/FIRST_SECOND.html in the project.",
+)
+@reports_errors
+def diff_command(first: str, second: str, project_dir: Path, output: Path | None) -> None:
+    """Compare two runs: parameters, metrics, which stages re-ran and why, notebooks cell by cell.
+
+    Writes a self-contained HTML report (unchanged cells folded, text outputs as a diff, images
+    side by side) and prints a summary. Run ids may be shortened to a unique prefix.
+    """
+    project = find_project(project_dir)
+    diff = diff_runs(project / "runs", first, second)
+    path = write_report(diff, output or default_report_path(project, diff))
+    click.echo(summary_text(diff, report=path))
 
 
 def _metrics(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ file browser's folder); the project is the nearest folder at or above it holding
 ``/nbtools/api/runs/<id>/record``           GET    ``?stage=S&kind=notebook|html``: file to open
 ``/nbtools/api/runs/<id>/mlflow``           GET    the run's page in the MLflow UI
 ``/nbtools/api/compare``                    GET    ``?runs=A,B``: parameters, values side by side
+``/nbtools/api/diff``                       GET    ``?runs=A,B``: the runs' HTML report (text/html)
 ==========================================  =====  =================================================
 """
 
@@ -40,6 +41,7 @@ from nbtools.errors import (
 from nbtools.jupyter.launcher import RunLauncher, RunStartError, run_arguments
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
 from nbtools.records.history import compare_runs, summarize
+from nbtools.records.run_diff import diff_runs, report_html
 from nbtools.records.runs import list_runs, load_run
 
 #: Environment variable with the base URL of an MLflow UI (``mlflow ui`` or a tracking server).
@@ -53,6 +55,10 @@ _STATUS = {
     RunNotFoundError: 404,
     ProjectNotFoundError: 404,
 }
+#: The report is style, text and embedded images only; shown in a frame of JupyterLab's page.
+_REPORT_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+)
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 
@@ -276,6 +282,25 @@ class CompareHandler(_Base):
         self.reply(compare_runs(first, second))
 
 
+class DiffHandler(_Base):
+    """``GET /nbtools/api/diff?runs=A,B``: two runs' report, as ``nbtools runs diff`` writes it."""
+
+    @web.authenticated
+    @_answers_errors
+    async def get(self) -> None:
+        """Reply with the runs' self-contained HTML report (:mod:`nbtools.records.run_diff`)."""
+        pipeline = self.pipeline()
+        ids = [i for i in self.get_query_argument("runs", "").split(",") if i]
+        if len(ids) != 2:
+            raise web.HTTPError(400, f"'runs' must name two runs, A,B. Got {len(ids)} instead.")
+        self.launcher.reap()
+        diff = await asyncio.to_thread(diff_runs, pipeline.runs_dir, *ids)
+        page = await asyncio.to_thread(report_html, diff)
+        # the page has no script and loads nothing: forbid both wherever it is opened
+        self.set_header("Content-Security-Policy", _REPORT_POLICY)
+        self.finish(page, set_content_type="text/html; charset=UTF-8")
+
+
 def setup_handlers(web_app: web.Application) -> None:
     """Add the nbtools API handlers to the Jupyter server's Tornado application."""
     web_app.settings["nbtools_launcher"] = RunLauncher()
@@ -291,5 +316,6 @@ def setup_handlers(web_app: web.Application) -> None:
             (url_path_join(base, run, "record"), RecordHandler),
             (url_path_join(base, run, "mlflow"), MlflowHandler),
             (url_path_join(base, "compare"), CompareHandler),
+            (url_path_join(base, "diff"), DiffHandler),
         ],
     )

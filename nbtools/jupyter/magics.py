@@ -9,9 +9,10 @@ in a terminal works in a cell::
     %nbtools runs show 20261126-0930      # one run, stage by stage
     %nbtools form train                   # the parameter form of a stage (a widget)
     %nbtools compare RUN_A RUN_B          # two runs' parameters and values (a DataFrame)
+    %nbtools diff RUN_A RUN_B             # two runs' report: stages, notebooks cell by cell
 
-``form`` and ``compare`` return objects the notebook displays; everything else runs the
-``nbtools`` command in the kernel and prints its output.
+``form``, ``compare`` and ``diff`` return objects the notebook displays (``diff`` also prints
+its summary); everything else runs the ``nbtools`` command in the kernel and prints its output.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from nbtools.errors import NbtoolsError
 
-_RICH = ("form", "compare")
-
 
 @magics_class
 class NbtoolsMagics(Magics):
@@ -35,19 +34,23 @@ class NbtoolsMagics(Magics):
     @line_magic
     def nbtools(self, line: str) -> Any:
         """Run an ``nbtools`` command (``run``, ``runs list``, ``runs show ID``, ...) or
-        show a stage's parameter form (``form STAGE``) or two runs side by side
-        (``compare A B``). Each takes ``--project DIR`` (default: the notebook's folder)."""
+        show a stage's parameter form (``form STAGE``), two runs side by side (``compare A B``)
+        or their report (``diff A B [--output FILE]``). Each takes ``--project DIR`` (default:
+        the notebook's folder)."""
         args = shlex.split(line)
         if not args:
             raise UsageError(
                 "Usage: %nbtools COMMAND [ARGS]; commands: run, runs list, runs show RUN_ID, "
-                "form STAGE, compare RUN_A RUN_B, and every other `nbtools` command."
+                "form STAGE, compare RUN_A RUN_B, diff RUN_A RUN_B, and every other `nbtools` "
+                "command."
             )
         try:
             if args[0] == "form":
                 return _form(args[1:])
             if args[0] == "compare":
                 return _compare(args[1:])
+            if args[0] == "diff":
+                return _diff(args[1:])
         except NbtoolsError as exc:
             raise UsageError(str(exc)) from exc
         return _command(args)
@@ -98,6 +101,24 @@ def _compare(args: list[str]) -> Any:
     ]
     columns = ["kind", "name", *table["runs"], "differs"]
     return pd.DataFrame(rows, columns=columns).set_index(["kind", "name"])
+
+
+def _diff(args: list[str]) -> Any:
+    """Print the summary of two runs' comparison and return its report for the notebook."""
+    from pathlib import Path
+
+    from IPython.display import HTML
+
+    from nbtools.pipeline.spec import find_project
+    from nbtools.records.run_diff import diff_runs, report_html, summary_text, write_report
+
+    parser = _parser("diff", "first", "second")
+    parser.add_argument("--output", default=None, help="Also write the HTML report here.")
+    options = _parse(parser, args)
+    diff = diff_runs(find_project(options.project) / "runs", options.first, options.second)
+    written = write_report(diff, Path(options.output)) if options.output else None
+    print(summary_text(diff, report=written))
+    return HTML(report_html(diff, standalone=False))
 
 
 def _command(args: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The nbtools sidebar in a real JupyterLab: open it, start runs, watch them finish, open a
-stage's record and compare two runs. Screenshots go to test-output/screenshots/."""
+stage's record and open the diff report of two runs. Screenshots go to test-output/screenshots/."""
 
 from __future__ import annotations
 
@@ -91,8 +91,17 @@ def test_run_watch_open_record_and_compare_from_the_panel(sidebar, pipe: Path) -
     for run_id in run_ids:
         panel.locator(f'tr[data-run-id="{run_id}"] input[type="checkbox"]').check()
     panel.locator(".nbtools-compare").click()
-    comparison = page.locator(".nbtools-comparison")
-    differs = comparison.locator("tr.nbtools-differs", has_text="produce.rows").first
-    differs.wait_for()
+    first, second = run_ids  # ids sort by start time: the older run is the first side
+    page.locator(".lm-TabBar-tab", has_text=f"Diff {first[-6:]} / {second[-6:]}").wait_for()
+    report = page.frame_locator(".nbtools-diff iframe")
+    report.locator("h1", has_text=f"Run {first} → run {second}").wait_for()
+    differs = report.locator("tr.nbd-differs", has_text="produce.rows").first
     assert differs.locator("td").all_inner_texts() == ["produce.rows", "10", "5"]
-    _shot(page, "pipeline_panel_compare")
+    # both stages ran again; their notebooks are compared cell by cell, unchanged cells folded
+    assert report.locator("h3", has_text="Stage consume:").count() == 1
+    folded = report.locator("details.nbd-unchanged").first
+    assert folded.get_attribute("open") is None
+    changed = report.locator("details.nbd-changed", has_text="injected-parameters").first
+    assert changed.get_attribute("open") == ""
+    assert "+rows = 5" in changed.inner_text()
+    _shot(page, "pipeline_panel_diff")

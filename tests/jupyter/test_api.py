@@ -89,6 +89,15 @@ def test_a_run_started_through_the_api_is_a_full_run_record(
     assert rows["produce.rows"] == {"name": "produce.rows", "values": [4, 10], "differs": True}
     assert rows["consume.factor"]["differs"] is False
 
+    report = api.get("/diff", params={**PROJECT, "runs": f"{first['run_id']},{second['run_id']}"})
+    assert report.status_code == 200
+    assert report.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in report.headers["content-security-policy"]
+    page = report.text
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert f"Run {first['run_id']} → run {second['run_id']}" in page
+    assert "produce.rows" in page
+
 
 def test_cancelling_a_run_keeps_what_finished_and_never_claims_success(api: httpx.Client) -> None:
     run_id = start(api, {"mode": "stage", "stage": "sleeps", "parameters": {"sleeps.seconds": 120}})
@@ -178,11 +187,17 @@ def test_a_folder_without_a_project_and_an_unknown_run_are_not_found(
 
     project = api.get("/project", params={"path": "empty"})
     run = api.get("/runs/20990101-000000-abcdef", params=PROJECT)
+    diff = api.get("/diff", params={**PROJECT, "runs": "20990101-000000-abcdef,2099"})
+    one_run = api.get("/diff", params={**PROJECT, "runs": "20990101-000000-abcdef"})
 
     assert project.status_code == 404
     assert "No pipeline.yaml" in project.json()["message"]
     assert run.status_code == 404
     assert "match the id" in run.json()["message"]
+    assert diff.status_code == 404
+    assert "match the id '20990101-000000-abcdef'" in diff.json()["message"]
+    assert one_run.status_code == 400
+    assert "must name two runs" in one_run.json()["message"]
 
 
 def test_a_run_outlives_the_server_that_started_it(
