@@ -102,7 +102,7 @@ def create_project(
     with (root / PIPELINE_FILE).open("w", encoding="utf-8") as handle:
         yaml.dump(spec, handle)
     (root / ".gitignore").write_text(
-        "runs/\nmlruns/\nmlartifacts/\nmlflow.db\n.nbtools/\n", encoding="utf-8"
+        "runs/\ndiffs/\nmlruns/\nmlartifacts/\nmlflow.db\n.nbtools/\n", encoding="utf-8"
     )
     return root
 
