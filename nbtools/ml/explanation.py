@@ -260,14 +260,14 @@ def permutation_importances(
 def importance_figure(table: pd.DataFrame, *, top: int = 15) -> Figure:
     """Plot the importances of the ``top`` columns as bars, with the spread over repeats."""
     shown = table.head(top).iloc[::-1]
-    figure = Figure(figsize=(6, 0.8 + 0.35 * max(len(shown), 1)), layout="constrained")
+    figure = Figure(figsize=(7, 1.0 + 0.35 * max(len(shown), 1)), layout="constrained")
     axes = figure.subplots()
     colours = ["#3a6ea5" if clear else "#b0b0b0" for clear in shown["above_noise"]]
     axes.barh(shown.index.astype(str), shown["importance"], xerr=2 * shown["std"], color=colours)
     axes.axvline(0.0, color="black", linewidth=0.8)
     metric = table.attrs.get("metric", "the metric")
-    axes.set_xlabel(f"worsening of {metric} when the column is shuffled (± 2 sd over repeats)")
-    axes.set_title("Permutation importance on the test rows (grey: within the noise)")
+    axes.set_xlabel(f"drop in {metric} when the column is shuffled (lines: ± 2 sd)")
+    axes.set_title("Permutation importance (grey: within the noise)")
     return figure
 
 
