@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import mistune
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -29,6 +30,8 @@ _STYLE = (
     "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
 )
+#: Markdown to HTML, escaping any HTML in the data (column names, levels) rather than running it.
+_render = mistune.create_markdown(escape=True, plugins=["table"])
 _SHOWN_SLICES = 10
 _SHOWN_COLUMNS = 10
 
@@ -218,8 +221,6 @@ def _limitations(
 
 def write_model_card(directory: str | Path, text: str) -> tuple[Path, Path]:
     """Save the card as ``model_card.md`` and ``model_card.html`` in ``directory``."""
-    from nbconvert.filters.markdown import markdown2html_mistune
-
     folder = Path(directory)
     markdown = folder / "model_card.md"
     markdown.write_text(text, encoding="utf-8")
@@ -227,7 +228,7 @@ def write_model_card(directory: str | Path, text: str) -> tuple[Path, Path]:
     html = folder / "model_card.html"
     html.write_text(
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>\n{markdown2html_mistune(text)}\n</body></html>\n",
+        f"<style>{_STYLE}</style></head><body>\n{_render(text)}\n</body></html>\n",
         encoding="utf-8",
     )
     return markdown, html

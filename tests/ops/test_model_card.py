@@ -125,3 +125,5 @@ def test_time_span_and_the_html_render(tmp_path: Path) -> None:
     assert markdown.name == "model_card.md" and "## Limitations" in markdown.read_text()
     page = html.read_text()
     assert "<title>Model card: known-model version 2</title>" in page and "<table>" in page
+    _, html = model_card.write_model_card(tmp_path, card(model_name="<b>m</b>"))
+    assert "<b>m</b>" not in html.read_text()  # data is shown, never run as HTML
