@@ -1,6 +1,6 @@
 """What a fitted model relies on: permutation importance and partial dependence.
 
-Both use scikit-learn's own inspection tools on the whole fitted pipeline, so they speak of the
+Both follow scikit-learn's inspection tools on the whole fitted pipeline, so they speak of the
 columns the pipeline takes (the cleaned input columns), not of the encoded features inside it:
 
 - :func:`permutation_importances` shuffles one input column at a time on held-out rows and
