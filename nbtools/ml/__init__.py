@@ -14,6 +14,8 @@ Each module is one step of the lifecycle, usable on its own in any notebook:
   families, hyperparameter search and the train stage's choice within a time budget;
 - :mod:`~nbtools.ml.evaluation`, :mod:`~nbtools.ml.diagnostics`, :mod:`~nbtools.ml.bootstrap`:
   metrics, plots, learning curves and how sure a score difference is;
+- :mod:`~nbtools.ml.explanation`, :mod:`~nbtools.ml.slicing`: what a model relies on
+  (permutation importance, partial dependence) and its metrics by slice;
 - :mod:`~nbtools.ml.exploration`: the tables and plots of a first look at the data.
 - :mod:`~nbtools.ml.stage_params`: the declared parameters of the ingest and evaluate stages
   (the others sit beside the code that applies them, such as ``cleaning.CleaningParams``).

@@ -122,6 +122,7 @@ def prediction_metrics(
     task: str,
     classes: Sequence[Any] | None = None,
     probabilities: np.ndarray | None = None,
+    positive: Any = None,
 ) -> dict[str, float]:
     """Compute the metrics of :func:`evaluate` from predictions already made.
 
@@ -141,6 +142,9 @@ def prediction_metrics(
         the distinct labels of ``y``.
     probabilities : ndarray, optional
         Class probabilities, one column per class; ROC AUC needs them.
+    positive : optional
+        The positive class of a binary task; by default :func:`positive_label` of ``y``. Give
+        it when scoring a subset of rows, where the rarer class may not be the overall one.
 
     Returns
     -------
@@ -161,7 +165,8 @@ def prediction_metrics(
         }
     labels = list(classes) if classes is not None else sorted(y.unique().tolist())
     if len(labels) == 2:
-        average: dict[str, Any] = {"average": "binary", "pos_label": positive_label(y, labels)}
+        pos_label = positive_label(y, labels) if positive is None else positive
+        average: dict[str, Any] = {"average": "binary", "pos_label": pos_label}
     else:
         average = {"average": "macro", "labels": labels}
     metrics = {

@@ -51,7 +51,8 @@ class IngestParams(StageParams):
 
 @dataclass
 class EvaluateParams(StageParams):
-    """The parameters of the evaluate stage: the champion comparison and the learning curve."""
+    """The parameters of the evaluate stage: the champion comparison, the learning curve, the
+    explanations and the metrics by slice."""
 
     compare_champion: bool = param(
         True,
@@ -71,6 +72,31 @@ class EvaluateParams(StageParams):
         2000,
         help="at most this many training rows take part in the learning curve",
         range="[100, 1000000]",
+    )
+    explain_columns: list[str] = param(
+        [],
+        help="input columns whose partial dependence is shown; empty: the 3 most important",
+    )
+    importance_repeats: int = param(
+        5,
+        help="shuffles of each column in the permutation importance (their spread is shown)",
+        range="[2, 50]",
+    )
+    explain_rows: int = param(
+        2000,
+        help="at most this many test rows (a seeded sample) take part in the permutation "
+        "importance",
+        range="[100, 1000000]",
+    )
+    slice_columns: list[str] | None = param(
+        None,
+        help="columns whose levels are scored separately; None: the categorical input columns "
+        "with at most 20 levels; [] skips the slices",
+    )
+    slice_min_rows: int = param(
+        30,
+        help="slices with fewer test rows are flagged as small (their scores are mostly noise)",
+        range="[1, 1000000]",
     )
 
     STAGE: ClassVar[str] = "evaluate"

@@ -1,5 +1,6 @@
 """The deploy gate: the challenger and the champion scored on the same rows, and the decision,
-promoted only when the paired-bootstrap gain is surely above the margin.
+promoted only when the paired-bootstrap gain is surely above the margin and, when asked, no
+slice of the rows loses more than ``max_slice_drop`` against the champion.
 
 :mod:`nbtools.ops.registry` re-exports everything public here.
 """
@@ -7,13 +8,15 @@ promoted only when the paired-bootstrap gain is surely above the margin.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nbtools.errors import InvalidParameterError, ModelRegistryError
-from nbtools.ml import bootstrap, evaluation
+from nbtools.ml import bootstrap, evaluation, slicing
 from nbtools.ml.bootstrap import GainInterval, RowScores
 
 __all__ = ["GateDecision", "gate"]
@@ -54,8 +57,18 @@ class GateDecision:
         Rows both models were scored on.
     resamples : int or None, default=None
         Bootstrap samples behind ``gain_lower``.
+    max_slice_drop : float or None, default=None
+        The largest loss against the champion allowed on any slice; None: slices are not
+        checked.
+    worst_slice : str or None, default=None
+        The slice (``column = level``) where the challenger loses most against the champion.
+    worst_slice_drop : float or None, default=None
+        How much it loses there, in the metric's units (positive: worse than the champion).
     interval : GainInterval or None, default=None
         The bootstrap itself (its gains, for a plot); not part of :meth:`to_dict`.
+    slices : DataFrame or None, default=None
+        Both models' scores on every slice with enough rows, the largest drop first; not part
+        of :meth:`to_dict`.
     """
 
     promoted: bool
@@ -71,12 +84,17 @@ class GateDecision:
     confidence: float | None = None
     gate_rows: int | None = None
     resamples: int | None = None
+    max_slice_drop: float | None = None
+    worst_slice: str | None = None
+    worst_slice_drop: float | None = None
     interval: GainInterval | None = field(default=None, repr=False, compare=False)
+    slices: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as a JSON-serialisable dict (undefined scores become None)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "interval"}
-        for key in ("challenger_score", "champion_score", "gain", "gain_lower"):
+        left_out = ("interval", "slices")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in left_out}
+        for key in ("challenger_score", "champion_score", "gain", "gain_lower", "worst_slice_drop"):
             if out[key] is not None and not math.isfinite(out[key]):
                 out[key] = None
         return out
@@ -97,6 +115,9 @@ def gate(
     seed: int = 0,
     champion_version: str | None = None,
     replace_broken: bool = False,
+    slice_columns: Sequence[str] = (),
+    max_slice_drop: float | None = None,
+    min_slice_rows: int = 30,
 ) -> GateDecision:
     """Score the challenger and the champion on the same rows and decide on promotion.
 
@@ -107,6 +128,12 @@ def gate(
     ``margin``. A challenger that is merely as good, or better by less than the noise, is kept
     out. It is promoted without a comparison when there is no champion, and never when its
     own score is undefined (NaN).
+
+    With ``slice_columns``, both models are also scored on every slice of the gate rows (the
+    rows where one of those columns takes one level, :func:`nbtools.ml.slicing.slice_masks`)
+    that has at least ``min_slice_rows`` rows. With ``max_slice_drop`` set, a challenger that
+    wins overall is still refused when it scores more than ``max_slice_drop`` below the
+    champion on one of those slices: better on average, but much worse for some group.
 
     Parameters
     ----------
@@ -143,6 +170,15 @@ def gate(
     replace_broken : bool, default=False
         What to do when the champion fails to score the gate rows (its input columns differ
         from the new pipeline's, say): False raises; True lets the challenger replace it.
+    slice_columns : sequence of str, default=()
+        Columns of ``X_test`` whose levels are the slices compared (the evaluate stage's
+        ``slice_columns``).
+    max_slice_drop : float or None, default=None
+        The largest loss against the champion, in the metric's units, that a promoted
+        challenger may have on any slice; None does not check the slices (they are still
+        reported).
+    min_slice_rows : int, default=30
+        Slices with fewer gate rows are left out: their scores are mostly noise.
 
     Returns
     -------
@@ -158,6 +194,11 @@ def gate(
     if not margin >= 0:
         raise InvalidParameterError(
             f"The margin must be a float in the range [0, inf). Got {margin!r} instead."
+        )
+    if max_slice_drop is not None and not max_slice_drop >= 0:
+        raise InvalidParameterError(
+            "The max_slice_drop must be a float in the range [0, inf) or None. Got "
+            f"{max_slice_drop!r} instead."
         )
     metric, direction = _gate_metric(task, challenger_model, y_test, metric, greater_is_better)
     challenger = bootstrap.row_scores(
@@ -200,17 +241,78 @@ def gate(
         seed=seed,
     )
     promoted = interval.lower > margin
+    reason = _reason(metric, score, champion_score, interval, margin, promoted)
+    slices = _slice_scores(
+        challenger, champion, X_test, slice_columns, min_rows=min_slice_rows, direction=direction
+    )
+    worst = None if slices is None or slices["drop"].isna().all() else slices.iloc[0]
+    if (
+        promoted
+        and worst is not None
+        and max_slice_drop is not None
+        and worst["drop"] > max_slice_drop
+    ):
+        promoted = False
+        reason = (
+            f"{reason} But on the slice {worst['slice']} ({worst['rows']:,} rows) its "
+            f"{metric} is {worst['challenger']:.4f} against the champion's "
+            f"{worst['champion']:.4f}, a drop of {worst['drop']:.4f}, more than "
+            f"max_slice_drop {max_slice_drop:g}: the champion stays."
+        )
     return replace(
         decision,
         promoted=promoted,
-        reason=_reason(metric, score, champion_score, interval, margin, promoted),
+        reason=reason,
         gain=interval.gain,
         gain_lower=interval.lower,
         confidence=confidence,
         gate_rows=interval.rows,
         resamples=interval.resamples,
+        max_slice_drop=max_slice_drop,
+        worst_slice=None if worst is None else str(worst["slice"]),
+        worst_slice_drop=None if worst is None else float(worst["drop"]),
         interval=interval,
+        slices=slices,
     )
+
+
+def _slice_scores(
+    challenger: RowScores,
+    champion: RowScores,
+    X: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    min_rows: int,
+    direction: bool,
+) -> pd.DataFrame | None:
+    """Both models' metric on each slice with at least ``min_rows`` rows, largest drop first.
+
+    Each slice is the whole-rows score restricted by 0/1 row weights, so it is computed exactly
+    as the overall score is, from the same predictions.
+    """
+    if not columns:
+        return None
+    sign = 1.0 if direction else -1.0
+    rows = []
+    for column, level, mask in slicing.slice_masks(X.reset_index(drop=True), columns):
+        count = int(mask.sum())
+        if count < min_rows:
+            continue
+        weights = mask.astype(float)[None, :]
+        ours = float(challenger.values(weights)[0])
+        theirs = float(champion.values(weights)[0])
+        rows.append(
+            {
+                "slice": f"{column} = {level!r}",
+                "rows": count,
+                "challenger": ours,
+                "champion": theirs,
+                "drop": sign * (theirs - ours),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["slice", "rows", "challenger", "champion", "drop"])
+    table["drop"] = table["drop"].astype(float).where(np.isfinite(table["drop"].astype(float)))
+    return table.sort_values("drop", ascending=False, na_position="last").reset_index(drop=True)
 
 
 def _gate_metric(

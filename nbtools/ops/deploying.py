@@ -55,5 +55,11 @@ class DeployParams(StageParams):
         help="labelled rows (CSV or Parquet) to gate on instead of the test split; the "
         "retraining loop passes recent rows it held out",
     )
+    max_slice_drop: float | None = param(
+        None,
+        help="refuse a challenger scoring this much below the champion on any slice of the "
+        "evaluate stage's slice_columns (metric's units); None: slices are reported, not checked",
+        range="[0, inf)",
+    )
 
     STAGE: ClassVar[str] = "deploy"

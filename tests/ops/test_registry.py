@@ -255,3 +255,42 @@ def test_decision_is_json_ready() -> None:
     decision = registry.GateDecision(False, float("nan"), 0.8, "roc_auc", "undefined")
     assert decision.to_dict()["challenger_score"] is None
     assert "interval" not in decision.to_dict()
+
+
+def regional_data(n: int = 1200) -> tuple[pd.DataFrame, pd.Series]:
+    """Outside the ``special`` region the target follows a and b; inside it (15 %), c."""
+    rng = np.random.default_rng(3)
+    region = rng.choice(["north", "south", "special"], size=n, p=[0.45, 0.4, 0.15])
+    X = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"]).assign(region=region)
+    usual = X["a"] + 2 * X["b"] > 0
+    return X, pd.Series(np.where(np.where(region == "special", X["c"] > 0, usual), "yes", "no"))
+
+
+def test_gate_refuses_a_challenger_better_overall_but_much_worse_on_a_slice() -> None:
+    X, y = regional_data()
+    special = (X["region"] == "special").to_numpy()
+    # The champion knows the special region's rule only; the challenger everyone else's.
+    champion = LogisticRegression().fit(X.loc[special, ["c"]], y[special])
+    challenger = LogisticRegression().fit(X.loc[~special, ["a", "b"]], y[~special])
+    options = {"task": "classification", "slice_columns": ["region"], "seed": 0}
+    reported = registry.gate(challenger, champion, X, y, **options)
+    assert reported.promoted and reported.gain_lower > 0.1  # no slice check asked for
+    assert reported.worst_slice == "region = 'special'" and reported.worst_slice_drop > 0.3
+    assert reported.slices["slice"].iloc[0] == "region = 'special'"
+    assert reported.slices["rows"].sum() == len(X)
+    refused = registry.gate(challenger, champion, X, y, max_slice_drop=0.1, **options)
+    assert not refused.promoted and refused.max_slice_drop == 0.1
+    assert "But on the slice region = 'special'" in refused.reason
+    assert "more than max_slice_drop 0.1: the champion stays" in refused.reason
+    assert refused.to_dict()["worst_slice"] == "region = 'special'"
+    assert "slices" not in refused.to_dict()
+    # A slice with fewer gate rows than min_slice_rows is left out: too few rows to judge.
+    ignored = registry.gate(
+        challenger, champion, X, y, max_slice_drop=0.1, min_slice_rows=int(special.sum()) + 1,
+        **options,
+    )  # fmt: skip
+    assert ignored.promoted and ignored.worst_slice != "region = 'special'"
+    with pytest.raises(InvalidParameterError, match="max_slice_drop"):
+        registry.gate(challenger, champion, X, y, max_slice_drop=-1.0, **options)
+    with pytest.raises(InvalidParameterError, match=r"slice columns \['plan'\]"):
+        registry.gate(challenger, champion, X, y, **{**options, "slice_columns": ["plan"]})
