@@ -225,9 +225,9 @@ class Chooser:
     ) -> tuple[Pipeline, float, dict[str, Any], float | None]:
         """Search the winner's hyperparameters within what is left of the budget.
 
-        Returns the model and its validation score (the tuned ones when they score better than
-        ``model`` on the validation rows), the tuned hyperparameters (empty when the defaults
-        stay) and the search's cross-validated score (None without a search).
+        Returns the model and its validation score (the tuned ones when :meth:`_keep_tuned`
+        keeps them), the tuned hyperparameters (empty when the defaults stay) and the search's
+        cross-validated score (None without a search).
         """
         strategy = resolve_search(self.params.search, len(self.X))
         # the cross-validated score of kept defaults comes after the search, inside the budget
@@ -265,14 +265,43 @@ class Chooser:
         self.budget_hit |= stopped
         value = self.score(fitted_search.best_estimator_)
         cv_score = float(fitted_search.best_score_)
-        kept = value > validation_score
+        kept, why = self._keep_tuned(model, validation_score, fitted_search.best_estimator_, value)
         note = f"{len(self.candidates)} candidates" + (", stopped by the budget" if stopped else "")
-        note += "; kept" if kept else "; defaults kept (not better on validation)"
+        note += f"; {why}"
         self.rows.append(_row("tune", winner, value, cv_score, seconds, len(self.X), note))
         self.say(f"  tuned {winner}: {self.scoring} {value:.4f} (cv {cv_score:.4f}); {note}")
         if kept:
             return fitted_search.best_estimator_, value, best_params(fitted_search), cv_score
         return model, validation_score, {}, cv_score
+
+    def _keep_tuned(
+        self, defaults: Pipeline, default_score: float, tuned: Pipeline, tuned_score: float
+    ) -> tuple[bool, str]:
+        """Whether the tuned model replaces the defaults, and the note that says why.
+
+        A stated ``space`` is the user's choice (the tuning panel's chosen candidate is one), so
+        its best candidate is kept. Otherwise the tuned model must be surely better on the
+        validation rows (:func:`surely_better`): a search picks the best of many candidates by
+        cross-validation, and a gain of a few thousandths on a few hundred validation rows is as
+        likely noise as real, so a tuned model kept on any gain is as often worse on new rows.
+        """
+        if self.params.space:
+            return True, "kept (the stated space)"
+        fitted = {"defaults": (defaults, default_score), "tuned": (tuned, tuned_score)}
+        winner = surely_better(
+            fitted,
+            ("defaults", "tuned"),
+            self.X_valid,
+            self.y_valid,
+            self.scoring,
+            task=self.task,
+            seed=self.seed,
+        )
+        if winner == "tuned":
+            return True, "kept"
+        if tuned_score > default_score:
+            return False, "defaults kept (not surely better on validation)"
+        return False, "defaults kept (not better on validation)"
 
     def default_cv_score(self, winner: str) -> float:
         """Cross-validate the winner with its defaults, for a score beside its validation score."""

@@ -200,6 +200,46 @@ def test_a_gain_inside_the_noise_keeps_gradient_boosting():
     assert choice.family == "hist_gradient_boosting"
 
 
+def _tune_on_a_weak_signal(table_seed: int, **stated) -> model_choice.Choice:
+    """Tune gradient boosting on 400 rows of a weak signal, scored on 200 validation rows."""
+    rng = np.random.default_rng(table_seed)
+    X = pd.DataFrame(rng.normal(size=(600, 4)), columns=[f"x{i}" for i in range(4)])
+    y = pd.Series(np.where(X["x0"] + rng.normal(scale=2, size=600) > 0, "yes", "no"), name="y")
+    params = {"search": "random", "n_iter": 6, "cv_folds": 3, "time_budget": 600, **stated}
+    return model_choice.choose_model(
+        _factory(X),
+        X[:400],
+        y[:400],
+        X[400:],
+        y[400:],
+        TrainParams(family="hist_gradient_boosting", **params),
+        task="classification",
+        seed=0,
+        report=None,
+    )
+
+
+def test_tuned_hyperparameters_replace_the_defaults_only_when_surely_better():
+    # table 0: the tuned model scores higher on validation, by less than the noise of 200 rows
+    noisy = _tune_on_a_weak_signal(0)
+    compared, tuned = noisy.table["validation_score"]
+    assert tuned > compared
+    assert noisy.params == {}
+    assert noisy.validation_score == pytest.approx(compared)
+    assert noisy.table["note"].iloc[-1].endswith("defaults kept (not surely better on validation)")
+    # table 3: the tuned model gains 0.04 of ROC AUC, surely more than noise
+    clear = _tune_on_a_weak_signal(3)
+    assert clear.params and clear.table["note"].iloc[-1].endswith("; kept")
+    assert clear.validation_score == pytest.approx(clear.table["validation_score"].iloc[-1])
+
+
+def test_a_stated_space_is_the_users_choice_and_is_kept():
+    # the tuning panel's chosen candidate reaches the batch run as a one-point grid
+    stated = _tune_on_a_weak_signal(0, search="grid", space={"max_iter": [7], "max_depth": [2]})
+    assert stated.params.items() >= {"max_iter": 7, "max_depth": 2}.items()
+    assert stated.table["note"].iloc[-1].endswith("kept (the stated space)")
+
+
 def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
     X, y = _table(600)
     lines: list[str] = []
