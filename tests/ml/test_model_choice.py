@@ -260,6 +260,24 @@ def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
     assert any("time budget" in line and "best model so far" in line for line in lines)
 
 
+def test_the_cross_validation_of_the_defaults_stops_at_a_spent_budget_after_two_folds():
+    X, y = _table(600)
+    lines: list[str] = []
+    choice = model_choice.choose_model(
+        _factory(X),
+        X,
+        y,
+        X.head(200),
+        y.head(200),
+        TrainParams(family="hist_gradient_boosting", time_budget=1e-6, cv_folds=4),
+        task="classification",
+        seed=0,
+        report=lines.append,
+    )
+    assert choice.budget_hit and 0.5 < choice.cv_score <= 1
+    assert any("2 of 4 folds: the time budget is spent" in line for line in lines)
+
+
 def test_the_automatic_budget_is_half_the_expected_final_fit_within_its_bounds():
     # 2 s on a 20,000-row sample, final fit on 200,000 rows: about 20 s expected, 10 s budget
     assert model_choice.auto_budget(2.0, 20_000, 200_000) == pytest.approx(10.0)
