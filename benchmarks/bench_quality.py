@@ -236,14 +236,9 @@ def overhead_sample(raw: pd.DataFrame, target: str, task: str, seed: int = 0) ->
     if task == "regression":
         return raw.sample(OVERHEAD_ROWS, random_state=seed)
     share = OVERHEAD_ROWS / len(raw)
-    counts = {
-        label: min(len(rows), max(round(len(rows) * share), MIN_CLASS_ROWS))
-        for label, rows in raw.groupby(target, observed=True)
-    }
-    parts = [
-        rows.sample(counts[label], random_state=seed)
-        for label, rows in raw.groupby(target, observed=True)
-    ]
+    classes = [rows for _label, rows in raw.groupby(target, observed=True)]
+    counts = [min(len(rows), max(round(len(rows) * share), MIN_CLASS_ROWS)) for rows in classes]
+    parts = [rows.sample(n, random_state=seed) for rows, n in zip(classes, counts, strict=True)]
     return pd.concat(parts).sample(frac=1, random_state=seed)
 
 

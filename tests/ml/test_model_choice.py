@@ -161,6 +161,11 @@ def _linear_table(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
 def _choose_regression(n_valid: int) -> model_choice.Choice:
     X, y = _linear_table(300, seed=0)
     X_valid, y_valid = _linear_table(n_valid, seed=1)
+    return _choose_among_regressors(X, y, X_valid, y_valid)
+
+
+def _choose_among_regressors(X, y, X_valid, y_valid) -> model_choice.Choice:
+    """``family=auto`` on a regression table, with defaults only and room in the budget."""
     return model_choice.choose_model(
         _factory(X, task="regression"),
         X,
@@ -240,7 +245,8 @@ def test_a_stated_space_is_the_users_choice_and_is_kept():
     assert stated.table["note"].iloc[-1].endswith("kept (the stated space)")
 
 
-def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
+def _choose_with_a_spent_budget(**stated) -> tuple[model_choice.Choice, list[str]]:
+    """Choose on 600 rows with a budget spent before the first fit ends; also the output."""
     X, y = _table(600)
     lines: list[str] = []
     choice = model_choice.choose_model(
@@ -249,11 +255,16 @@ def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
         y,
         X.head(200),
         y.head(200),
-        TrainParams(time_budget=1e-6, n_iter=5, cv_folds=2),
+        TrainParams(time_budget=1e-6, **stated),
         task="classification",
         seed=0,
         report=lines.append,
     )
+    return choice, lines
+
+
+def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
+    choice, lines = _choose_with_a_spent_budget(n_iter=5, cv_folds=2)
     assert choice.budget_hit
     assert choice.family == "hist_gradient_boosting"  # the first family always runs
     assert list(choice.table["note"])[1:] == ["skipped: budget"] * 3
@@ -261,19 +272,7 @@ def test_a_spent_budget_keeps_the_best_so_far_and_says_so():
 
 
 def test_the_cross_validation_of_the_defaults_stops_at_a_spent_budget_after_two_folds():
-    X, y = _table(600)
-    lines: list[str] = []
-    choice = model_choice.choose_model(
-        _factory(X),
-        X,
-        y,
-        X.head(200),
-        y.head(200),
-        TrainParams(family="hist_gradient_boosting", time_budget=1e-6, cv_folds=4),
-        task="classification",
-        seed=0,
-        report=lines.append,
-    )
+    choice, lines = _choose_with_a_spent_budget(family="hist_gradient_boosting", cv_folds=4)
     assert choice.budget_hit and 0.5 < choice.cv_score <= 1
     assert any("2 of 4 folds: the time budget is spent" in line for line in lines)
 
@@ -435,17 +434,7 @@ def _choose_on_a_sample(X, y, X_valid, y_valid, monkeypatch) -> model_choice.Cho
     from nbtools.ml import _comparison
 
     monkeypatch.setattr(_comparison, "COMPARE_ROWS", 100)  # a "large" table of a few rows
-    return model_choice.choose_model(
-        _factory(X, task="regression"),
-        X,
-        y,
-        X_valid,
-        y_valid,
-        TrainParams(search="none", time_budget=600),
-        task="regression",
-        seed=0,
-        report=None,
-    )
+    return _choose_among_regressors(X, y, X_valid, y_valid)
 
 
 def test_a_family_ahead_on_a_sample_is_checked_on_every_row_and_kept_if_still_ahead(monkeypatch):
