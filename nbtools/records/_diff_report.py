@@ -77,9 +77,9 @@ def render(
 def _runs_table(diff: RunDiff) -> str:
     rows: list[tuple[str, ...]] = [("", "first run", "second run")]
     for key in ("run_id", "status", "started_at", "duration_s", "profile", "overrides"):
-        rows.append((key, *(_short(run.get(key)) for run in diff.runs)))
+        rows.append((key, *(short_value(run.get(key)) for run in diff.runs)))
     git = [(run.get("environment") or {}).get("git") or {} for run in diff.runs]
-    commits = (_short(g.get("commit")) + (" (dirty)" if g.get("dirty") else "") for g in git)
+    commits = (short_value(g.get("commit")) + (" (dirty)" if g.get("dirty") else "") for g in git)
     rows.append(("git commit", *commits))
     head, *rest = rows
     return _table(head, rest)
@@ -90,7 +90,7 @@ def _value_table(rows: list[dict[str, Any]], ids: tuple[str, str], empty: str) -
         return f"<p>{escape(empty)}</p>"
     body = "".join(
         f'<tr class="{"nbd-differs" if r["differs"] else ""}"><td>{escape(r["name"])}</td>'
-        + "".join(f"<td>{escape(_short(v))}</td>" for v in r["values"])
+        + "".join(f"<td>{escape(short_value(v))}</td>" for v in r["values"])
         + "</tr>"
         for r in rows
     )
@@ -220,10 +220,12 @@ def _count(number: int, thing: str) -> str:
     return f"1 {thing} is" if number == 1 else f"{number} {thing}s are"
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any, width: int = 200) -> str:
+    """``value`` as report text: ``-`` for None, 4 significant digits for a float, and text
+    cut to ``width`` characters."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     text = str(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtools.records._diff_report import render
+from nbtools.records._diff_report import render, short_value
 from nbtools.records._notebook_diff import (
     CellDiff,
     OutputDiff,
@@ -229,14 +229,11 @@ def summary_text(diff: RunDiff, report: Path | None = None) -> str:
     lines = [f"Run {first} -> run {second}"]
     params = [row for row in diff.parameters if row["differs"]]
     lines.append(f"Parameters that differ: {len(params) or 'none'}")
-    lines += [
-        f"  {r['name']}: {_short(r['values'][0])} -> {_short(r['values'][1])}" for r in params
-    ]
+    lines += [f"  {r['name']}: {_change(r['values'])}" for r in params]
     if diff.metrics:
         lines.append("Held-out metrics:")
         lines += [
-            f"  {r['name']}: {_short(r['values'][0])} -> {_short(r['values'][1])}"
-            + ("" if r["differs"] else " (same)")
+            f"  {r['name']}: {_change(r['values'])}" + ("" if r["differs"] else " (same)")
             for r in diff.metrics
         ]
     values = [r for r in diff.values if r["differs"]]
@@ -295,10 +292,6 @@ def write_report(diff: RunDiff, path: Path) -> Path:
     return path
 
 
-def _short(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _change(values: list[Any]) -> str:
+    """``A -> B``, each side cut short for a terminal line."""
+    return f"{short_value(values[0], 60)} -> {short_value(values[1], 60)}"
