@@ -12,7 +12,6 @@ file browser's folder); the project is the nearest folder at or above it holding
 ``/nbtools/api/runs/<id>/cancel``           POST   interrupt a running run → 202
 ``/nbtools/api/runs/<id>/record``           GET    ``?stage=S&kind=notebook|html``: file to open
 ``/nbtools/api/runs/<id>/mlflow``           GET    the run's page in the MLflow UI
-``/nbtools/api/compare``                    GET    ``?runs=A,B``: parameters, values side by side
 ``/nbtools/api/diff``                       GET    ``?runs=A,B``: the runs' HTML report (text/html)
 ==========================================  =====  =================================================
 """
@@ -40,7 +39,7 @@ from nbtools.errors import (
 )
 from nbtools.jupyter.launcher import RunLauncher, RunStartError, run_arguments
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
-from nbtools.records.history import compare_runs, summarize
+from nbtools.records.history import summarize
 from nbtools.records.run_diff import diff_runs, report_html
 from nbtools.records.runs import list_runs, load_run
 
@@ -267,21 +266,6 @@ def _experiment_id(tracking_uri: str, run_id: str) -> str:
     return str(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id)
 
 
-class CompareHandler(_Base):
-    """``GET /nbtools/api/compare?runs=A,B``: two runs' parameters and values side by side."""
-
-    @web.authenticated
-    @_answers_errors
-    async def get(self) -> None:
-        """Reply with the rows of :func:`nbtools.records.history.compare_runs`."""
-        pipeline = self.pipeline()
-        ids = [i for i in self.get_query_argument("runs", "").split(",") if i]
-        if len(ids) != 2:
-            raise web.HTTPError(400, f"'runs' must name two runs, A,B. Got {len(ids)} instead.")
-        first, second = (self.run_manifest(pipeline, i) for i in ids)
-        self.reply(compare_runs(first, second))
-
-
 class DiffHandler(_Base):
     """``GET /nbtools/api/diff?runs=A,B``: two runs' report, as ``nbtools runs diff`` writes it."""
 
@@ -315,7 +299,6 @@ def setup_handlers(web_app: web.Application) -> None:
             (url_path_join(base, run, "cancel"), CancelHandler),
             (url_path_join(base, run, "record"), RecordHandler),
             (url_path_join(base, run, "mlflow"), MlflowHandler),
-            (url_path_join(base, "compare"), CompareHandler),
             (url_path_join(base, "diff"), DiffHandler),
         ],
     )
