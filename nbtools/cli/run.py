@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ def run(
             "--resume continues a run with its own parameters and stages; "
             "drop -p, --profile, --only, --from, --to and --force."
         )
+    _cancel_on_sigterm()
     pipeline = load_pipeline(project_dir)
     overrides, swept = parse_overrides(pipeline, params)
     options: dict[str, Any] = {
@@ -112,6 +114,17 @@ def run(
     click.echo(
         f"All stages succeeded: {len(result.executed)} executed, {len(result.reused)} reused."
     )
+
+
+def _cancel_on_sigterm() -> None:
+    """Stop on SIGTERM as on Ctrl-C: the run is recorded ``cancelled`` and keeps what finished.
+
+    SIGTERM is how schedulers, ``kill`` and the JupyterLab sidebar's cancel stop a job. Unlike
+    SIGINT, a process started in the background of a script never inherits it ignored. A
+    SIGTERM the parent chose to ignore stays ignored.
+    """
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _comparison(sweep: list[Variant]) -> None:

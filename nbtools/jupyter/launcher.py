@@ -165,10 +165,12 @@ class RunLauncher:
                 del self.processes[pid]
 
     def cancel(self, manifest: Mapping[str, Any]) -> None:
-        """Interrupt a running run; kill its processes if it has not stopped after a grace time.
+        """Stop a running run; kill its processes if it has not stopped after a grace time.
 
-        The runner treats the interrupt as Ctrl-C: it marks the run ``cancelled``, the stage
-        it was executing failed, and keeps every stage that finished.
+        The run process gets SIGTERM, which ``nbtools run`` treats as Ctrl-C: it marks the run
+        ``cancelled``, the stage it was executing failed, keeps every stage that finished, and
+        stops its kernels. (SIGINT would do the same, but a Jupyter server started in the
+        background of a script passes SIGINT on ignored.)
 
         Raises
         ------
@@ -187,7 +189,10 @@ class RunLauncher:
                 f"Run {manifest['run_id']} is not running here (status "
                 f"{run_status(manifest)}); only a running run can be cancelled."
             )
-        _signal(pid, signal.SIGINT)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
         asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, self._kill, pid)
 
     def _kill(self, pid: int) -> None:

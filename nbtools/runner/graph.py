@@ -112,7 +112,7 @@ class GraphRun:
         except BaseException as exc:  # an interrupt or a crash of the runner itself
             if self.pool is not None and self.owns_pool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
-            cancelled = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, or SIGINT from a cancel
+            cancelled = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, or SIGTERM (see nbtools run)
             self.record.error = (
                 "The run was cancelled before it finished."
                 if cancelled

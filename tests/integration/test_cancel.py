@@ -1,5 +1,6 @@
-"""Interrupting ``nbtools run`` (Ctrl-C, or the JupyterLab panel's cancel): the record says
-``cancelled``, keeps what finished, closes its MLflow runs as failed, and can be resumed."""
+"""Stopping ``nbtools run`` (Ctrl-C, or SIGTERM from a scheduler, ``kill`` or the JupyterLab
+panel's cancel): the record says ``cancelled``, keeps what finished, closes its MLflow runs as
+failed, and can be resumed."""
 
 from __future__ import annotations
 
@@ -28,10 +29,20 @@ def _manifest(root: Path) -> dict:
     return json.loads(folders[-1].read_text()) if folders else {}
 
 
-def test_an_interrupted_run_is_recorded_cancelled_and_resumes(make_project) -> None:
+#: ``nbtools run`` as a terminal starts it, where Ctrl-C (SIGINT) reaches it even when this
+#: test process was started in the background of a script, which ignores SIGINT and would pass
+#: that on.
+IN_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from nbtools.cli import main; sys.argv[0] = 'nbtools'; main()"
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_is_recorded_cancelled_and_resumes(make_project, signum: int) -> None:
     root = make_project(STAGES)
     process = subprocess.Popen(
-        [sys.executable, "-m", "nbtools", "run", "--project", str(root), "-j", "1"],
+        [sys.executable, "-c", IN_A_TERMINAL, "run", "--project", str(root), "-j", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -40,7 +51,7 @@ def test_an_interrupted_run_is_recorded_cancelled_and_resumes(make_project) -> N
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
         time.sleep(0.2)  # polling interval while waiting on the deadline
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     process.wait(timeout=60)
     manifest = _manifest(root)
 
