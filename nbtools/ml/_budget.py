@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 __all__ = [
     "BUDGET_SHARE",
     "COST",
+    "FIRST_FITS",
     "MAX_BUDGET",
-    "MIN_BUDGET",
     "PROBE_SHARE",
     "auto_budget",
     "fit_within",
 ]
 
 #: ``time_budget=None``: the comparison and the search may take this share of the expected
-#: final fit, at least :data:`MIN_BUDGET` and at most :data:`MAX_BUDGET` seconds.
-BUDGET_SHARE, MIN_BUDGET, MAX_BUDGET = 0.5, 5.0, 120.0
+#: final fit, at least :data:`FIRST_FITS` times the first family's fit, and at most
+#: :data:`MAX_BUDGET` seconds.
+BUDGET_SHARE, MAX_BUDGET = 0.5, 120.0
+
+#: The least an automatic budget allows, in fits of the first family: room to fit the other
+#: families (a forest costs about 8, :data:`COST`), to cross-validate a few search candidates,
+#: and to cross-validate the winner. Counted in the first fit's time rather than in seconds,
+#: a machine that is busy, or slower, buys the same comparison and the same search.
+FIRST_FITS = 20
 
 #: Rough fit time of each kind of model with default settings, relative to gradient boosting
 #: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
@@ -82,14 +88,15 @@ def fit_within(
     return pipeline, time.perf_counter() - tick, expected
 
 
-def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> float:
-    """Return the time budget ``time_budget=None`` stands for, in seconds.
+def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> tuple[float, str]:
+    """Return the time budget ``time_budget=None`` stands for, in seconds, and why.
 
     The comparison and the search are worth a share (:data:`BUDGET_SHARE`) of what the final
     fit will cost, which is estimated from the first family's fit on the compared rows, scaled
-    to the rows of the final fit. A small table gets :data:`MIN_BUDGET` (a few seconds buy a
-    real search there); a large one at most :data:`MAX_BUDGET`. So the whole train stage takes
-    about one and a half plain fits of the final rows, plus the minimum.
+    to the rows of the final fit. They always get room for :data:`FIRST_FITS` fits like the
+    first one, so every family is compared and a few candidates are tried; and at most
+    :data:`MAX_BUDGET`. Both bounds but the last are measured in the first fit's time, so the
+    same table gets the same comparison and search on a quiet or a busy machine.
 
     Parameters
     ----------
@@ -99,6 +106,22 @@ def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> 
         Rows that fit used (the training rows, or a sample of :data:`COMPARE_ROWS`).
     final_rows : int
         Rows the final fit will use.
+
+    Returns
+    -------
+    budget : float
+        Seconds.
+    why : str
+        Which bound set it, for the train stage's output.
     """
     expected_final = first_fit_seconds * final_rows / max(sample_rows, 1)
-    return float(np.clip(BUDGET_SHARE * expected_final, MIN_BUDGET, MAX_BUDGET))
+    share = BUDGET_SHARE * expected_final
+    room = FIRST_FITS * first_fit_seconds
+    if max(share, room) >= MAX_BUDGET:
+        return MAX_BUDGET, f"the most an automatic budget allows ({MAX_BUDGET:.0f} s)"
+    if share >= room:
+        return float(share), f"half the expected final fit ({final_rows:,} rows)"
+    return float(room), (
+        f"{FIRST_FITS} times the first fit ({first_fit_seconds:.2f} s), room to compare every "
+        "family and try a few candidates"
+    )

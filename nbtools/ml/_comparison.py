@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
-from nbtools.ml._budget import COST, MAX_BUDGET, MIN_BUDGET, PROBE_SHARE, auto_budget, fit_within
+from nbtools.ml._budget import COST, MAX_BUDGET, PROBE_SHARE, auto_budget, fit_within
 from nbtools.ml._folds import cv_splitter
 from nbtools.ml.modeling import (
     TrainParams,
@@ -136,11 +136,8 @@ class Chooser:
     def _set_budget(self, first_fit_seconds: float) -> None:
         """Set the budget from the first family's fit, unless stated, and its deadline."""
         if self.budget is None:
-            self.budget = auto_budget(first_fit_seconds, len(self.X), self.final_rows)
-            self.say(
-                f"Time budget {self.budget:.0f} s: half the expected final fit "
-                f"({self.final_rows:,} rows), at least {MIN_BUDGET:.0f} s."
-            )
+            self.budget, why = auto_budget(first_fit_seconds, len(self.X), self.final_rows)
+            self.say(f"Time budget {self.budget:.0f} s: {why}.")
         self.deadline = self.started + self.budget
 
     def pick(self, fitted: dict[str, tuple[Pipeline, float]], names: tuple[str, ...]) -> str:

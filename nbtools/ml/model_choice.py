@@ -19,8 +19,10 @@
    expected fit time (measured on the first family, scaled by a rough cost per kind of model;
    for a forest, measured on a tenth of its trees: :func:`fit_within`) would overrun it, is
    skipped, as is a search candidate after it; the choice is the best so far, and the result
-   says so. Unless stated, the budget is half of what the final fit is
-   expected to cost (:func:`auto_budget`), so choosing never costs much more than fitting.
+   says so. Unless stated, the budget is half of what the final fit is expected to cost, and at
+   least :data:`FIRST_FITS` fits like the first family's (:func:`auto_budget`): every family is
+   compared and a few candidates are tried, and on a busy machine the comparison and the search
+   stay about the same, only slower.
 
 :func:`fit_final` then refits the chosen pipeline on the training rows, or on training and
 validation rows together (the default), which is what a plain model fitted on all non-test rows
@@ -39,8 +41,8 @@ from sklearn.pipeline import Pipeline
 
 from nbtools.errors import InvalidParameterError
 from nbtools.ml._budget import BUDGET_SHARE as BUDGET_SHARE
+from nbtools.ml._budget import FIRST_FITS as FIRST_FITS
 from nbtools.ml._budget import MAX_BUDGET as MAX_BUDGET
-from nbtools.ml._budget import MIN_BUDGET as MIN_BUDGET
 from nbtools.ml._budget import PROBE_SHARE, auto_budget, fit_within
 from nbtools.ml._comparison import COMPARE_ROWS, Chooser
 from nbtools.ml._folds import cv_splitter, order_for_split, split_groups

@@ -142,7 +142,7 @@ class TrainParams(StageParams):
     time_budget: float | None = param(
         None,
         help="seconds for comparing and tuning (the final fit comes on top); "
-        "None: half the expected final fit, 5 to 120 s",
+        "None: half the expected final fit, at least 20 times the first fit, at most 120 s",
     )
     final_fit: str = param(
         "train+validation",
