@@ -28,8 +28,8 @@ BUDGET_SHARE, MAX_BUDGET = 0.5, 120.0
 
 #: The least an automatic budget allows, in fits of the first family: room to fit the other
 #: families (a forest costs about 8, :data:`COST`), to cross-validate a few search candidates,
-#: and to cross-validate the winner. Counted in the first fit's time rather than in seconds,
-#: a machine that is busy, or slower, buys the same comparison and the same search.
+#: and to cross-validate the winner. Counted in the first fit's time rather than in seconds, so
+#: on a busy or slower machine the comparison and the search stay about the same, only slower.
 FIRST_FITS = 20
 
 #: Rough fit time of each kind of model with default settings, relative to gradient boosting
@@ -95,8 +95,8 @@ def auto_budget(first_fit_seconds: float, sample_rows: int, final_rows: int) -> 
     fit will cost, which is estimated from the first family's fit on the compared rows, scaled
     to the rows of the final fit. They always get room for :data:`FIRST_FITS` fits like the
     first one, so every family is compared and a few candidates are tried; and at most
-    :data:`MAX_BUDGET`. Both bounds but the last are measured in the first fit's time, so the
-    same table gets the same comparison and search on a quiet or a busy machine.
+    :data:`MAX_BUDGET` seconds. The lower bounds are measured in the first fit's time, so on a
+    busy machine the comparison and the search stay about the same, only slower.
 
     Parameters
     ----------
