@@ -14,6 +14,7 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import declared_options, param_option, project_option
+from nbtools.cli._signals import cancel_on_sigterm
 from nbtools.ops.monitoring.check import MonitorPolicy
 from nbtools.params import parse_assignment
 
@@ -98,6 +99,8 @@ def monitor(
     """
     from nbtools.ops.retraining import monitor_project
 
+    if retrain:
+        cancel_on_sigterm()
     outcome = monitor_project(
         project_dir,
         current=current,

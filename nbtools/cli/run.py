@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
+from nbtools.cli._signals import cancel_on_sigterm
 from nbtools.pipeline.spec import load_pipeline
 from nbtools.runner.run import run_pipeline
 from nbtools.runner.scheduler import EXECUTORS
@@ -84,7 +84,7 @@ def run(
             "--resume continues a run with its own parameters and stages; "
             "drop -p, --profile, --only, --from, --to and --force."
         )
-    _cancel_on_sigterm()
+    cancel_on_sigterm()
     pipeline = load_pipeline(project_dir)
     overrides, swept = parse_overrides(pipeline, params)
     options: dict[str, Any] = {
@@ -114,17 +114,6 @@ def run(
     click.echo(
         f"All stages succeeded: {len(result.executed)} executed, {len(result.reused)} reused."
     )
-
-
-def _cancel_on_sigterm() -> None:
-    """Stop on SIGTERM as on Ctrl-C: the run is recorded ``cancelled`` and keeps what finished.
-
-    SIGTERM is how schedulers, ``kill`` and the JupyterLab sidebar's cancel stop a job. Unlike
-    SIGINT, a process started in the background of a script never inherits it ignored. A
-    SIGTERM the parent chose to ignore stays ignored.
-    """
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _comparison(sweep: list[Variant]) -> None:
