@@ -14,7 +14,9 @@ one at a time, with a callback after each and a stop flag checked before each. T
 exactly those of the plain search (same folds, same scorer, same candidates): the train stage
 and the tuning panel run the same search. A ``deadline`` (a ``time.monotonic()`` instant) ends
 the search with the candidates evaluated so far: the best of them is chosen and refitted, and
-``stopped_early_`` says so.
+``stopped_early_`` says so. A candidate is not started when the slowest one so far (per row, for
+successive halving, whose later rounds use more rows) says it would end past the deadline, so
+the search keeps to its budget rather than overrunning it by one candidate.
 """
 
 from __future__ import annotations
@@ -183,25 +185,31 @@ class _Stepwise:
             super()._run_search(evaluate_candidates, callback_ctx=callback_ctx)  # type: ignore[misc]
             return
         done = 0
+        slowest = 0.0  # the slowest candidate's seconds per resource (rows, or 1 without halving)
 
         def one_at_a_time(
             candidate_params: Any, cv: Any = None, more_results: Any = None, **_context: Any
         ) -> Any:
             # scikit-learn's callback contexts name sub-tasks by their position in one call;
             # with one call per candidate they would collide, so none are passed on
-            nonlocal done
+            nonlocal done, slowest
             results = None
             for index, params in enumerate(list(candidate_params)):
                 if self.should_stop is not None and self.should_stop():
                     raise SearchCancelledError(
                         f"The search was cancelled after {done} candidate(s)."
                     )
-                if done and self.deadline is not None and time.monotonic() > self.deadline:
-                    raise _OutOfTime
                 extra = None
+                resources = 1
                 if more_results is not None:
                     extra = {key: [values[index]] for key, values in more_results.items()}
+                    resources = int(extra.get("n_resources", [1])[0])
+                ends = time.monotonic() + slowest * resources
+                if done and self.deadline is not None and ends > self.deadline:
+                    raise _OutOfTime
+                started = time.monotonic()
                 results = evaluate_candidates([params], cv, extra)
+                slowest = max(slowest, (time.monotonic() - started) / resources)
                 done += 1
                 if self.on_candidate is not None:
                     self.on_candidate(_candidate(done, results))
@@ -284,8 +292,9 @@ def stepwise_searcher(
         Checked before each candidate; when it returns True, ``fit`` raises
         :class:`~nbtools.errors.SearchCancelledError`.
     deadline : float, optional
-        A ``time.monotonic()`` instant after which no further candidate starts; the search
-        then ends normally with the candidates evaluated so far (at least one).
+        A ``time.monotonic()`` instant by which the search ends: no candidate starts that the
+        slowest so far says would end after it. The search then ends normally with the
+        candidates evaluated so far (at least one).
     **options
         Passed to the scikit-learn class (``scoring``, ``cv``, ``n_iter``, ``random_state``...).
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -86,6 +89,48 @@ def test_a_search_stops_when_asked() -> None:
     with pytest.raises(SearchCancelledError, match="after 2 candidate"):
         searcher.fit(X, y)
     assert [c.params for c in seen] == [{"C": 0.1}, {"C": 1.0}]
+
+
+class _Clock:
+    """A fake ``time.monotonic`` that only moves when a model is fitted."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CLOCK = _Clock()
+
+
+class _TimedModel(LogisticRegression):
+    """A logistic regression whose every fit takes one second of :data:`CLOCK`."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _TimedModel:
+        CLOCK.now += 1.0
+        return super().fit(X, y, sample_weight)
+
+
+def test_a_search_does_not_start_a_candidate_that_would_end_past_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each candidate takes 2 clock seconds (2 folds). With the deadline at 5, the third would
+    start at 4 and end at 6, so the search ends after two candidates, not three."""
+    monkeypatch.setattr(time, "monotonic", CLOCK)
+    CLOCK.now = 0.0
+    X, y = make_classification(120, n_features=4, random_state=0)
+    seen: list[Candidate] = []
+    searcher = stepwise_searcher(
+        "grid",
+        _TimedModel(),
+        {"C": [0.1, 1.0, 10.0, 100.0]},
+        on_candidate=seen.append,
+        deadline=5.0,
+        cv=2,
+    ).fit(X, y)
+    assert [c.params for c in seen] == [{"C": 0.1}, {"C": 1.0}]
+    assert searcher.stopped_early_
 
 
 def test_a_candidate_turns_into_a_table_row_and_a_one_point_space() -> None:
