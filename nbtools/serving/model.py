@@ -231,6 +231,10 @@ def choose_engine(
         compiled = compile_pipeline(estimator)
     except NotCompilable as exc:
         return None, f"served by scikit-learn, as the model cannot be compiled: {exc}"
+    except Exception as exc:  # an unforeseen model layout must never keep the model from serving
+        return None, (
+            f"served by scikit-learn, as compiling the model failed ({type(exc).__name__}: {exc})"
+        )
     rows = _check_rows(schema, folder)
     if rows is None:
         return None, (
@@ -244,8 +248,8 @@ def choose_engine(
     if problem is not None:
         return None, f"served by scikit-learn, as the compiled form disagrees with it: {problem}"
     return compiled, (
-        f"served compiled: it predicts as the pipeline on {len(rows)} stored rows "
-        f"(numbers within a relative {RTOL:g})"
+        f"served compiled: it predicts as the pipeline on {len(rows)} stored rows, the input "
+        f"example and the sample (numbers within a relative {RTOL:g})"
     )
 
 

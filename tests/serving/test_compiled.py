@@ -162,6 +162,24 @@ def test_a_compiled_form_that_disagrees_is_not_used(
     )
 
 
+def test_a_compiler_that_fails_unexpectedly_leaves_the_model_served_by_scikit_learn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = fitted("regression", "ridge", CleaningParams(), FeatureParams())
+    folder, schema = saved(tmp_path, pipeline)
+
+    def broken(_pipeline: Any) -> None:
+        raise AttributeError("'Ridge' object has no attribute 'coef_'")
+
+    monkeypatch.setattr(served, "compile_pipeline", broken)
+    compiled, note = served.choose_engine(pipeline, schema, folder)
+    assert compiled is None
+    assert note == (
+        "served by scikit-learn, as compiling the model failed "
+        "(AttributeError: 'Ridge' object has no attribute 'coef_')"
+    )
+
+
 def test_a_model_without_a_stored_sample_is_served_by_scikit_learn(tmp_path: Path) -> None:
     pipeline = fitted("binary", "random_forest", CleaningParams(), FeatureParams())
     folder, schema = saved(tmp_path, pipeline)
