@@ -101,42 +101,28 @@ def flatten_forest(estimators: list[Any]) -> FlatTrees:
     The value of a classifier's leaf is its class shares (each tree's leaf counts normalised,
     as ``predict_proba`` does); a regressor's is its prediction.
     """
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("f", "t", "m", "l", "r", "v", "leaf")}
-    roots, offset, depth = [], 0, 0
+    parts = _Parts()
     for estimator in estimators:
         tree = estimator.tree_
-        count = tree.node_count
         leaf = tree.children_left == -1
-        own = np.arange(count)
-        value = tree.value[:, 0, :] if tree.value.shape[1] == 1 else tree.value[:, :, 0]
+        value = tree.value[:, 0, :]
         if value.shape[1] > 1:  # class shares
             totals = value.sum(axis=1, keepdims=True)
             value = np.divide(value, totals, out=np.zeros_like(value), where=totals > 0)
         else:
             value = value[:, 0]
-        parts["f"].append(np.where(leaf, 0, tree.feature))
-        parts["t"].append(np.where(leaf, 0.0, tree.threshold))
-        missing_left = getattr(tree, "missing_go_to_left", np.zeros(count, dtype=np.uint8))
-        parts["m"].append(np.asarray(missing_left, dtype=bool))
-        parts["l"].append(np.where(leaf, own, tree.children_left) + offset)
-        parts["r"].append(np.where(leaf, own, tree.children_right) + offset)
-        parts["v"].append(value)
-        parts["leaf"].append(leaf)
-        roots.append(offset)
-        offset += count
-        depth = max(depth, int(tree.max_depth))
-    return FlatTrees(
-        roots=np.asarray(roots),
-        feature=np.concatenate(parts["f"]),
-        threshold=np.concatenate(parts["t"]),
-        missing_left=np.concatenate(parts["m"]),
-        left=np.concatenate(parts["l"]),
-        right=np.concatenate(parts["r"]),
-        value=np.concatenate(parts["v"]),
-        depth=depth,
-        float32=True,
-        leaf=np.concatenate(parts["leaf"]),
-    )
+        missing_left = getattr(tree, "missing_go_to_left", np.zeros(len(leaf), dtype=np.uint8))
+        parts.add(
+            int(tree.max_depth),
+            leaf=leaf,
+            feature=tree.feature,
+            threshold=tree.threshold,
+            missing_left=np.asarray(missing_left, dtype=bool),
+            left=tree.children_left,
+            right=tree.children_right,
+            value=value,
+        )
+    return parts.joined(float32=True)
 
 
 def flatten_boosting(model: Any) -> FlatTrees:
@@ -146,47 +132,59 @@ def flatten_boosting(model: Any) -> FlatTrees:
     regression and binary classification); the value of a leaf is its raw contribution.
     """
     known, feature_map = model._bin_mapper.make_known_categories_bitsets()
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("f", "t", "m", "l", "r", "v", "c", "b", "leaf")
-    }
-    roots, offset, depth = [], 0, 0
+    parts = _Parts()
     for iteration in model._predictors:
         for predictor in iteration:
             nodes = predictor.nodes
-            count = len(nodes)
             leaf = nodes["is_leaf"].astype(bool)
-            own = np.arange(count)
             categorical = nodes["is_categorical"].astype(bool) & ~leaf
-            parts["f"].append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64))
-            parts["t"].append(np.where(leaf, 0.0, nodes["num_threshold"]))
-            parts["m"].append(nodes["missing_go_to_left"].astype(bool))
-            parts["l"].append(np.where(leaf, own, nodes["left"]).astype(np.int64) + offset)
-            parts["r"].append(np.where(leaf, own, nodes["right"]).astype(np.int64) + offset)
-            parts["v"].append(np.where(leaf, nodes["value"], 0.0))
-            parts["c"].append(categorical)
-            parts["leaf"].append(leaf)
-            levels = np.zeros((count, 8), dtype=np.uint32)
+            levels = np.zeros((len(nodes), 8), dtype=np.uint32)
             if categorical.any():
                 where = np.flatnonzero(categorical)
                 levels[where] = predictor.raw_left_cat_bitsets[nodes["bitset_idx"][where]]
                 unseen = ~known[feature_map[nodes["feature_idx"][where]]]
                 to_left = nodes["missing_go_to_left"][where].astype(bool)
                 levels[where[to_left]] |= unseen[to_left]
-            parts["b"].append(levels)
-            roots.append(offset)
-            offset += count
-            depth = max(depth, int(predictor.get_max_depth()))
-    categorical_any = any(c.any() for c in parts["c"])
-    return FlatTrees(
-        roots=np.asarray(roots),
-        feature=np.concatenate(parts["f"]),
-        threshold=np.concatenate(parts["t"]),
-        missing_left=np.concatenate(parts["m"]),
-        left=np.concatenate(parts["l"]),
-        right=np.concatenate(parts["r"]),
-        value=np.concatenate(parts["v"]),
-        depth=depth,
-        leaf=np.concatenate(parts["leaf"]),
-        categorical=np.concatenate(parts["c"]) if categorical_any else None,
-        left_levels=np.concatenate(parts["b"]) if categorical_any else None,
-    )
+            parts.add(
+                int(predictor.get_max_depth()),
+                leaf=leaf,
+                feature=nodes["feature_idx"].astype(np.int64),
+                threshold=nodes["num_threshold"],
+                missing_left=nodes["missing_go_to_left"].astype(bool),
+                left=nodes["left"].astype(np.int64),
+                right=nodes["right"].astype(np.int64),
+                value=np.where(leaf, nodes["value"], 0.0),
+                categorical=categorical,
+                left_levels=levels,
+            )
+    if not any(c.any() for c in parts.columns["categorical"]):
+        del parts.columns["categorical"], parts.columns["left_levels"]
+    return parts.joined()
+
+
+class _Parts:
+    """The trees' node arrays, gathered tree by tree, with node numbers made global."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[np.ndarray]] = {}
+        self.roots: list[int] = []
+        self.nodes = 0
+        self.depth = 0
+
+    def add(self, depth: int, *, leaf: np.ndarray, **arrays: np.ndarray) -> None:
+        """Add one tree; a leaf's split fields are zeroed and its children are itself."""
+        offset, own = self.nodes, np.arange(len(leaf))
+        arrays["feature"] = np.where(leaf, 0, arrays["feature"])
+        arrays["threshold"] = np.where(leaf, 0.0, arrays["threshold"])
+        arrays["left"] = np.where(leaf, own, arrays["left"]) + offset
+        arrays["right"] = np.where(leaf, own, arrays["right"]) + offset
+        for name, array in {**arrays, "leaf": leaf}.items():
+            self.columns.setdefault(name, []).append(array)
+        self.roots.append(offset)
+        self.nodes += len(leaf)
+        self.depth = max(self.depth, depth)
+
+    def joined(self, float32: bool = False) -> FlatTrees:
+        """All trees as one :class:`FlatTrees`."""
+        arrays = {name: np.concatenate(parts) for name, parts in self.columns.items()}
+        return FlatTrees(np.asarray(self.roots), depth=self.depth, float32=float32, **arrays)
