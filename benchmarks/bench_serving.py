@@ -16,9 +16,11 @@ What it does, in one run on 127.0.0.1:
    `nbtools serve --model models:/NAME@champion` (one worker each, nbtools with its prediction
    log on), and hits both with the same keep-alive HTTP client: 1-row and 100-row
    ``dataframe_split`` requests, 1 and 16 concurrent clients, alternating the servers in short
-   slices. Each cell is measured on the quiet machine and then on a busy one (two CPU-bound
-   processes alive for the whole measurement), one right after the other, so that whatever else
-   runs on a shared machine weighs on both machine states and both servers alike;
+   slices (nbtools predicts with the engine it chooses, compiled when the model's check passes;
+   the table's head says which). Each cell is measured on the quiet machine and then on a busy
+   one (two CPU-bound processes alive for the whole measurement), one right after the other, so
+   that whatever else runs on a shared machine weighs on both machine states and both servers
+   alike;
 3. soaks `nbtools serve` (gradient boosting) with 16 clients for ``--soak-seconds`` while a
    process trains the same pipeline over and over on the same machine, and counts failures;
 4. measures keep-alive requests per second with ``--workers 2``, with and without nbtools'
@@ -266,6 +268,7 @@ def main() -> None:
         env.pop("NBTOOLS_SERVE_TOKEN", None)
         rows: list[tuple[str, str, int, int, dict[str, float], dict[str, float]]] = []
         soak: dict[str, float] = {}
+        engines: dict[str, str] = {}
         for model in args.models:
             model_uri = f"models:/{model}@champion"
             p_mlflow, p_ours = free_port(), free_port()
@@ -298,6 +301,8 @@ def main() -> None:
                 start(mlflow_cmd, p_mlflow, env, folder / f"mlflow-{model}.log"),
                 start(ours_cmd, p_ours, env, folder / f"nbtools-{model}.log"),
             ]
+            engines[model] = engine(p_ours)
+            print(f"  {model}: nbtools {engines[model]}", flush=True)
             for n_rows in args.rows:
                 bodies = payloads(X, n_rows)
                 for clients in args.clients:
@@ -358,20 +363,33 @@ def main() -> None:
         for process in processes:
             stop(process)
         processes = []
-        report(rows, soak, nodelay, args)
+        report(rows, soak, nodelay, engines, args)
     finally:
         for process in processes:
             stop(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def report(rows: list, soak: dict[str, float], nodelay: dict, args: argparse.Namespace) -> None:
+def engine(port: int) -> str:
+    """Which engine the nbtools service on ``port`` predicts with, and why (its /metadata)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metadata")
+    runtime = json.loads(connection.getresponse().read())["runtime"]
+    connection.close()
+    return f"{runtime['engine']} ({runtime['engine_note']})"
+
+
+def report(
+    rows: list, soak: dict[str, float], nodelay: dict, engines: dict, args: argparse.Namespace
+) -> None:
     """Print the comparison table."""
     print()
     print(
         f"nbtools serve vs mlflow models serve, {args.seconds:g} s per cell, 1 worker each, "
         f"{os.cpu_count()} CPUs; busy: two CPU-bound processes throughout"
     )
+    for model, described in engines.items():
+        print(f"  {model}: nbtools predicts {described}")
     header = (
         f"{'model':<15}{'machine':>8}{'rows':>5}{'clients':>8} | {'mlflow req/s':>12}{'p50':>8}"
         f"{'p99':>8} | {'nbtools req/s':>13}{'p50':>8}{'p99':>8} | {'x req/s':>8}{'p99 lower':>10}"

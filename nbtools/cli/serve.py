@@ -10,7 +10,7 @@ from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import project_option
 from nbtools.errors import ProjectNotFoundError
 from nbtools.pipeline.spec import load_pipeline
-from nbtools.serving.config import TOKEN_ENV, ServeConfig
+from nbtools.serving.config import ENGINES, TOKEN_ENV, ServeConfig
 from nbtools.serving.launcher import serve as run_service
 
 
@@ -68,6 +68,14 @@ from nbtools.serving.launcher import serve as run_service
     type=int,
     help="Most requests waiting for a prediction; more are answered 503 with Retry-After.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="What predicts: 'auto' serves the model compiled when it predicts as the "
+    "scikit-learn pipeline on the model's stored rows, else the pipeline itself.",
+)
 @click.option("--no-prediction-log", is_flag=True, help="Do not log predictions.")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
 @click.option("--no-tcp-nodelay", is_flag=True, hidden=True, help="Benchmarks only.")
@@ -85,6 +93,7 @@ def serve(
     predictions_dir: Path | None,
     timeout: float,
     max_queue: int,
+    engine: str,
     no_prediction_log: bool,
     access_log: bool,
     no_tcp_nodelay: bool,
@@ -116,6 +125,7 @@ def serve(
         access_log=access_log,
         timeout=timeout,
         max_queue=max_queue,
+        engine=engine,
     ).validate()
     from nbtools.serving.threads import configure_process
 

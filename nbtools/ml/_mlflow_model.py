@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ from nbtools.ml._families import check_task
 
 __all__ = [
     "MODEL_REQUIREMENTS",
+    "SAMPLE_FILE",
+    "SAMPLE_ROWS",
     "SIGNATURE_ROWS",
     "log_model",
     "model_input",
     "pip_requirements",
     "save_model",
+    "serving_sample",
     "signature_rows",
 ]
 
@@ -71,7 +75,18 @@ def signature_rows(X: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([head, X.iloc[extra]]) if extra else head
 
 
-def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None) -> dict[str, Any]:
+#: The file, among a logged model's extra files, holding :data:`SAMPLE_ROWS` rows as a request.
+SAMPLE_FILE = "serving_sample.json"
+
+#: Rows of the stored sample that a service checks a compiled model against.
+SAMPLE_ROWS = 200
+
+
+def _model_kwargs(
+    pipeline: Pipeline, X_example: pd.DataFrame, task: str | None, folder: Path
+) -> dict[str, Any]:
+    """The keyword arguments of MLflow's ``save_model`` and ``log_model``; the stored sample is
+    written into ``folder``, which must outlive the call."""
     from mlflow.models import infer_signature
 
     metadata = {"nbtools_version": importlib.metadata.version("nbtools")}
@@ -79,13 +94,32 @@ def _model_kwargs(pipeline: Pipeline, X_example: pd.DataFrame, task: str | None)
         check_task(task)
         metadata["task"] = task
     example = model_input(signature_rows(X_example))
+    sample = folder / SAMPLE_FILE
+    sample.write_text(serving_sample(example).to_json(orient="split", index=False))
     return {
         "signature": infer_signature(example, pipeline.predict(example)),
         "input_example": example.head(5),
         "pip_requirements": pip_requirements(),
         "serialization_format": "cloudpickle",
         "metadata": metadata,
+        "extra_files": [str(sample)],
     }
+
+
+def serving_sample(example: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows stored with a model for checking a compiled form of it.
+
+    They are a seeded sample of :data:`SAMPLE_ROWS` of the signature rows, plus every row that
+    holds the only missing value of a column among them, so the check sees missing values.
+    """
+    rows = example.sample(min(SAMPLE_ROWS, len(example)), random_state=0)
+    missing = example.isna()
+    extra = [
+        example.index[missing[column].to_numpy().argmax()]
+        for column in example.columns
+        if missing[column].any() and not rows[column].isna().any()
+    ]
+    return pd.concat([rows, example.loc[sorted(set(extra))]]) if extra else rows
 
 
 class _DeliberateCloudpickle(logging.Filter):
@@ -106,8 +140,10 @@ def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:
     """Log a fitted pipeline as an MLflow model of the active run and return its model URI.
 
     The model carries a signature inferred from ``X_example`` (integer columns declared as
-    doubles so that missing values are accepted), the first five rows as input example, and
-    explicit pinned requirements (:func:`pip_requirements`). It is serialised with cloudpickle:
+    doubles so that missing values are accepted), the first five rows as input example, a
+    sample of rows as a request in ``extra_files/`` (:func:`serving_sample`, which ``nbtools
+    serve`` checks a compiled form of the model against), and explicit pinned requirements
+    (:func:`pip_requirements`). It is serialised with cloudpickle:
     skops refuses nbtools' own transformers, and models are loaded only from our own registry.
     Through ``mlflow.pyfunc`` a classifier predicts labels, a regressor values and a clustering
     model cluster ids.
@@ -128,9 +164,9 @@ def log_model(pipeline: Pipeline, X_example: pd.DataFrame, *, task: str) -> str:
     """
     import mlflow.sklearn
 
-    info = mlflow.sklearn.log_model(
-        pipeline, name="model", **_model_kwargs(pipeline, X_example, task)
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        kwargs = _model_kwargs(pipeline, X_example, task, Path(folder))
+        info = mlflow.sklearn.log_model(pipeline, name="model", **kwargs)
     return info.model_uri
 
 
@@ -153,5 +189,7 @@ def save_model(
     path = Path(path)
     if (path / "MLmodel").is_file():
         shutil.rmtree(path)
-    mlflow.sklearn.save_model(pipeline, str(path), **_model_kwargs(pipeline, X_example, task))
+    with tempfile.TemporaryDirectory() as folder:
+        kwargs = _model_kwargs(pipeline, X_example, task, Path(folder))
+        mlflow.sklearn.save_model(pipeline, str(path), **kwargs)
     return path

@@ -38,6 +38,7 @@ from nbtools.ml.selectors import CorrelationFilter, TopKSelector
 from nbtools.params import StageParams, param
 
 __all__ = [
+    "DATE_PARTS",
     "FeatureCreator",
     "FeatureParams",
     "add_features",
@@ -56,7 +57,8 @@ _HANDOVER_KEYS = (
     "target",
     "task",
 )
-_DATE_PARTS = ("year", "month", "day_of_week")
+#: The parts of every date column that ``date_parts`` adds, as ``<column>_<part>``.
+DATE_PARTS = ("year", "month", "day_of_week")
 _SAMPLE_ROWS = 20_000
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _ALLOWED_NODES = (
@@ -175,7 +177,7 @@ def add_features(
         for name, column in df.items():
             if name == target or not pd.api.types.is_datetime64_any_dtype(column):
                 continue
-            for part in _DATE_PARTS:
+            for part in DATE_PARTS:
                 new = f"{name}_{part}"
                 _check_new_name(out, new, f"the date parts of '{name}'")
                 out[new] = getattr(column.dt, part).astype("float64")

@@ -47,6 +47,7 @@ from nbtools.ml._families import DEFAULT_FAMILY, TASKS, ModelFamily, check_task
 from nbtools.ml._families import family_table as _families
 from nbtools.ml._mlflow_model import (
     MODEL_REQUIREMENTS,
+    SAMPLE_FILE,
     SIGNATURE_ROWS,
     log_model,
     model_input,
@@ -63,6 +64,7 @@ __all__ = [
     "FAMILY_NAMES",
     "HALVING_ROWS",
     "MODEL_REQUIREMENTS",
+    "SAMPLE_FILE",
     "SIGNATURE_ROWS",
     "TASKS",
     "ModelFamily",

@@ -16,9 +16,12 @@ row) when the request has ``"params": {"predict_proba": true}`` or the query
 ``?predict_proba=true``.
 
 The request path is kept short on purpose: no pydantic body model and no middleware; the body is
-parsed with orjson and checked by :class:`~nbtools.serving.schema.InputSchema`, and the model's
-scikit-learn pipeline predicts directly in a worker thread, with concurrent requests batched
-into one call (:mod:`nbtools.serving.batching`). Every bad request gets a 4xx whose message names
+parsed with orjson and checked by :class:`~nbtools.serving.schema.InputSchema`, and the model
+predicts directly in a worker thread, with concurrent requests batched into one call
+(:mod:`nbtools.serving.batching`). The model predicts in its compiled form
+(:mod:`nbtools.serving.compiled`) when that was checked at load time to predict as the
+scikit-learn pipeline does; ``/metadata``'s ``runtime.engine`` says which serves, and
+``runtime.engine_note`` why. Every bad request gets a 4xx whose message names
 the column or field; nothing a client sends makes the service answer 500. A full queue is
 answered 503 with ``Retry-After``, a request over the ``--timeout`` 504. Every answer to
 ``/invocations`` carries its phases in a ``Server-Timing`` header
@@ -41,6 +44,7 @@ import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from uvicorn.logging import DefaultFormatter
 
 from nbtools.errors import InvalidInputError
 from nbtools.serving import payload, threads
@@ -74,7 +78,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         If the model cannot be found or loaded.
     """
     holder = ModelHolder(
-        ModelRef.parse(config.model), config.tracking_uri, poll_seconds=config.poll_seconds
+        ModelRef.parse(config.model),
+        config.tracking_uri,
+        poll_seconds=config.poll_seconds,
+        engine=config.engine,
     )
     holder.load()
     folder = config.predictions_path()
@@ -220,7 +227,7 @@ def _add_info(app: FastAPI, service: _Service) -> None:
         body["model_uri"] = holder.ref.uri
         body["input_columns"] = model.schema.to_dict()
         body["prediction_log"] = None if log is None else log.stats()
-        body["runtime"] = threads.describe()
+        body["runtime"] = model.runtime() | threads.describe()
         return Response(orjson.dumps(body), media_type=_JSON)
 
     @app.get("/ping")
@@ -276,7 +283,17 @@ def _add_metrics(app: FastAPI, service: _Service) -> None:
 
 
 def app_from_environment() -> FastAPI:
-    """Build the app from the settings the launcher left in the environment (one per worker)."""
+    """Build the app from the settings the launcher left in the environment (one per worker).
+
+    The service's own log lines (which engine serves a model, a new version in service, a slow
+    request) are shown as uvicorn shows its own.
+    """
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     return create_app(ServeConfig.from_environment())
 
 

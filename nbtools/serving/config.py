@@ -19,6 +19,9 @@ CONFIG_ENV = "NBTOOLS_SERVE_CONFIG"
 #: Environment variable holding the bearer token, when not given with ``--token``.
 TOKEN_ENV = "NBTOOLS_SERVE_TOKEN"
 
+#: The ``--engine`` choices.
+ENGINES = ("auto", "scikit-learn")
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -50,6 +53,9 @@ class ServeConfig:
         Seconds a prediction request may wait and predict; later it is answered 504.
     max_queue : int, default=256
         Most requests waiting for a prediction; one more is answered 503 with ``Retry-After``.
+    engine : {"auto", "scikit-learn"}, default="auto"
+        What predicts: with ``"auto"`` the compiled form of the model when it checks out
+        (:func:`nbtools.serving.model.choose_engine`), else the scikit-learn pipeline.
     """
 
     model: str
@@ -64,6 +70,7 @@ class ServeConfig:
     access_log: bool = False
     timeout: float = 30.0
     max_queue: int = 256
+    engine: str = "auto"
 
     def validate(self) -> ServeConfig:
         """Check the values; return self.
@@ -72,7 +79,7 @@ class ServeConfig:
         ------
         InvalidParameterError
             For a port, worker count, body size, poll interval, timeout or queue size out
-            of range, or an empty token.
+            of range, an unknown engine, or an empty token.
         """
         checks = [
             ("port", 0 <= self.port <= 65535, "an integer in the range [0, 65535]"),
@@ -81,6 +88,7 @@ class ServeConfig:
             ("poll_seconds", self.poll_seconds > 0, "a number > 0"),
             ("timeout", self.timeout > 0, "a number of seconds > 0"),
             ("max_queue", self.max_queue >= 1, "an integer >= 1"),
+            ("engine", self.engine in ENGINES, " or ".join(repr(e) for e in ENGINES)),
             ("token", self.token is None or self.token.strip() != "", "a non-empty string"),
         ]
         for name, ok, expected in checks:

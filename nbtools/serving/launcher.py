@@ -17,7 +17,6 @@ On SIGTERM or Ctrl-C uvicorn stops accepting connections and lets the requests i
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 
 import uvicorn
@@ -62,7 +61,6 @@ def serve(config: ServeConfig, *, nodelay: bool = True) -> None:
     """
     threads.configure_process()
     config.validate().to_environment()
-    logging.getLogger("nbtools.serving").setLevel(logging.INFO)
     uvicorn.run(
         APP_FACTORY,
         factory=True,

@@ -19,9 +19,11 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -29,6 +31,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nbtools.errors import InvalidParameterError, ModelNotFoundError, ModelRegistryError
+from nbtools.ml.modeling import SAMPLE_FILE
+from nbtools.serving.compiled import (
+    RTOL,
+    CompiledPipeline,
+    NotCompilable,
+    compile_pipeline,
+    disagreement,
+)
 from nbtools.serving.schema import InputSchema
 
 logger = logging.getLogger("nbtools.serving")
@@ -111,6 +121,8 @@ class ServedModel:
     signature: dict[str, Any]
     loaded_at: str
     task: str | None
+    compiled: CompiledPipeline | None = None
+    engine_note: str = ""
 
     @property
     def classes(self) -> list[Any] | None:
@@ -120,13 +132,22 @@ class ServedModel:
         classes = getattr(self.estimator, "classes_", None)
         return None if classes is None else np.asarray(classes).tolist()
 
+    @property
+    def engine(self) -> str:
+        """What predicts: ``"compiled"`` (checked against the pipeline) or ``"scikit-learn"``."""
+        return "scikit-learn" if self.compiled is None else "compiled"
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predict for rows already checked and converted by :attr:`schema`."""
-        return np.asarray(self.estimator.predict(X))
+        return np.asarray((self.compiled or self.estimator).predict(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, one column per entry of :attr:`classes`."""
-        return np.asarray(self.estimator.predict_proba(X))
+        return np.asarray((self.compiled or self.estimator).predict_proba(X))
+
+    def runtime(self) -> dict[str, str]:
+        """What ``/metadata`` shows under ``runtime`` about the model: the engine and why."""
+        return {"engine": self.engine, "engine_note": self.engine_note}
 
     def metadata(self) -> dict[str, Any]:
         """What ``/metadata`` shows about the model."""
@@ -141,8 +162,13 @@ class ServedModel:
         }
 
 
-def load_version(ref: ModelRef, version: str, client: MlflowClient) -> ServedModel:
+def load_version(
+    ref: ModelRef, version: str, client: MlflowClient, engine: str = "auto"
+) -> ServedModel:
     """Load one registry version of ``ref.name`` completely.
+
+    With ``engine="auto"`` the model is compiled when that checks out (:func:`choose_engine`);
+    with ``"scikit-learn"`` the pipeline serves as it is.
 
     Raises
     ------
@@ -153,7 +179,8 @@ def load_version(ref: ModelRef, version: str, client: MlflowClient) -> ServedMod
     uri = ref.version_uri(version)
     try:
         details = client.get_model_version(ref.name, version)
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        pyfunc = mlflow.pyfunc.load_model(str(local))
         estimator = pyfunc.get_raw_model()
     except (MlflowException, OSError, NotImplementedError) as exc:
         missing = getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
@@ -166,6 +193,11 @@ def load_version(ref: ModelRef, version: str, client: MlflowClient) -> ServedMod
         schema = InputSchema.from_signature(meta.signature)
     except ValueError as exc:
         raise ModelRegistryError(f"Cannot serve {uri}: {exc}") from exc
+    if engine == "auto":
+        compiled, note = choose_engine(estimator, schema, local)
+    else:
+        compiled, note = None, "served by scikit-learn, as --engine says"
+    logger.info("%s version %s: %s", ref.name, version, note)
     return ServedModel(
         name=ref.name,
         version=str(version),
@@ -175,7 +207,66 @@ def load_version(ref: ModelRef, version: str, client: MlflowClient) -> ServedMod
         signature={k: _json(v) for k, v in meta.signature.to_dict().items()},
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
         task=(meta.metadata or {}).get("task"),
+        compiled=compiled,
+        engine_note=note,
     )
+
+
+def choose_engine(
+    estimator: Any, schema: InputSchema, folder: Path
+) -> tuple[CompiledPipeline | None, str]:
+    """Compile the model and check it, or say why scikit-learn serves it.
+
+    The compiled form serves only when it predicts the same as the pipeline on the model's
+    input example and its stored sample (:data:`~nbtools.ml.modeling.SAMPLE_FILE`), both read
+    as requests are. A model without a stored sample, or that cannot be compiled, or whose
+    compiled form disagrees, is served by the scikit-learn pipeline.
+
+    Returns
+    -------
+    tuple
+        The compiled pipeline or None, and a sentence saying which engine serves and why.
+    """
+    try:
+        compiled = compile_pipeline(estimator)
+    except NotCompilable as exc:
+        return None, f"served by scikit-learn, as the model cannot be compiled: {exc}"
+    except Exception as exc:  # an unforeseen model layout must never keep the model from serving
+        return None, (
+            f"served by scikit-learn, as compiling the model failed ({type(exc).__name__}: {exc})"
+        )
+    rows = _check_rows(schema, folder)
+    if rows is None:
+        return None, (
+            f"served by scikit-learn, as the model has no stored sample ({SAMPLE_FILE}) to check "
+            "its compiled form against: log it again with nbtools to serve it compiled"
+        )
+    try:
+        problem = disagreement(compiled, estimator, rows)
+    except Exception as exc:  # a compiled form that fails on real rows is not used
+        problem = f"it fails on the stored rows ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        return None, f"served by scikit-learn, as the compiled form disagrees with it: {problem}"
+    return compiled, (
+        f"served compiled: it predicts as the pipeline on {len(rows)} stored rows, the input "
+        f"example and the sample (numbers within a relative {RTOL:g})"
+    )
+
+
+def _check_rows(schema: InputSchema, folder: Path) -> pd.DataFrame | None:
+    """The input example and the stored sample, converted as requests are; None without one."""
+    sample = folder / "extra_files" / SAMPLE_FILE
+    example = folder / "input_example.json"
+    if not sample.is_file():
+        return None
+    frames = []
+    for path in (example, sample):
+        if path.is_file():  # a table in pandas' "split" layout (MLflow's may hold NaN)
+            table = json.loads(path.read_text())
+            names, data = table["columns"], table["data"]
+            columns = {name: [row[i] for row in data] for i, name in enumerate(names)}
+            frames.append(schema.frame(columns, len(data)))
+    return pd.concat(frames, ignore_index=True)
 
 
 class ModelHolder:
@@ -189,12 +280,17 @@ class ModelHolder:
         The MLflow tracking (and registry) URI.
     poll_seconds : float, default=5.0
         How often the alias is looked up in the registry.
+    engine : {"auto", "scikit-learn"}, default="auto"
+        Passed to :func:`load_version` for every version loaded.
     """
 
-    def __init__(self, ref: ModelRef, tracking_uri: str, *, poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self, ref: ModelRef, tracking_uri: str, *, poll_seconds: float = 5.0, engine: str = "auto"
+    ) -> None:
         self.ref = ref
         self.tracking_uri = tracking_uri
         self.poll_seconds = poll_seconds
+        self.engine = engine
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._current: ServedModel | None = None
         self._failed_version: str | None = None
@@ -223,7 +319,7 @@ class ModelHolder:
         """
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
-        self._current = load_version(self.ref, self.resolve(), self._client)
+        self._current = load_version(self.ref, self.resolve(), self._client, self.engine)
         return self._current
 
     def refresh(self) -> bool:
@@ -237,7 +333,7 @@ class ModelHolder:
         if (current is not None and version == current.version) or version == self._failed_version:
             return False
         try:
-            loaded = load_version(self.ref, version, self._client)
+            loaded = load_version(self.ref, version, self._client, self.engine)
         except ModelRegistryError as exc:
             self._failed_version = version
             logger.error("Keeping version %s in service: %s", current and current.version, exc)

@@ -51,9 +51,8 @@ def configure_process() -> None:
 
 
 def describe() -> dict[str, object]:
-    """How this process predicts, for ``/metadata``."""
+    """How this process's compute threads run, for ``/metadata``."""
     return {
-        "engine": "scikit-learn",
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "compute_threads": {
             "small_batches": 1,

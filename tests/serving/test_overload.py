@@ -84,8 +84,11 @@ def test_a_request_over_the_timeout_is_answered_504_and_the_service_stays_up(
 def test_shutdown_finishes_the_requests_in_flight(
     registry: Registry, serve: Callable[..., Service]
 ) -> None:
-    # The forest (version 2) on 2000 rows a request keeps a queue building up behind it.
-    service = serve(registry, "--model", f"models:/{MODEL}/2", "--no-prediction-log")
+    # The forest (version 2) through scikit-learn, on 2000 rows a request, keeps a queue
+    # building up behind it.
+    service = serve(
+        registry, "--model", f"models:/{MODEL}/2", "--engine", "scikit-learn", "--no-prediction-log"
+    )
     body = split_body(registry, 2000)
     outcomes: list[str] = []
 
@@ -137,7 +140,7 @@ def test_the_service_predicts_with_sleeping_openmp_threads(
     service = serve(registry, "--no-prediction-log")
     with service.client() as client:
         runtime = client.get("/metadata").json()["runtime"]
-    assert runtime["engine"] == "scikit-learn"
+    assert runtime["engine"] == "compiled"
     assert runtime["omp_wait_policy"] == "PASSIVE"
     assert runtime["compute_threads"]["small_batches"] == 1
     assert "OpenMP was loaded before" not in service.log.read_text()

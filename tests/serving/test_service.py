@@ -195,6 +195,26 @@ def test_health_version_and_metadata(service: Service) -> None:
     assert metadata["classes"] == ["no", "yes"]
     assert "contract" in [c["name"] for c in metadata["signature"]["inputs"]]
     assert metadata["loaded_at"]
+    assert metadata["runtime"]["engine"] == "compiled"
+    assert "it predicts as the pipeline on" in metadata["runtime"]["engine_note"]
+
+
+def test_the_compiled_model_answers_as_the_registered_pipeline_on_every_row(
+    service: Service, registry: Registry
+) -> None:
+    from nbtools.ml.modeling import model_input
+    from nbtools.serving.compiled import RTOL
+
+    mlflow.set_tracking_uri(registry.uri)
+    pipeline = mlflow.pyfunc.load_model(f"models:/{MODEL}/1").get_raw_model()
+    X = model_input(registry.X)
+    split = json.loads(X.to_json(orient="split", index=False, double_precision=15))
+    with service.client() as client:
+        body = {"dataframe_split": split, "params": {"predict_proba": True}}
+        answer = client.post("/invocations", json=body).json()
+    assert answer["predictions"] == pipeline.predict(X).tolist()
+    served = [[row[label] for label in pipeline.classes_] for row in answer["probabilities"]]
+    np.testing.assert_allclose(served, pipeline.predict_proba(X), rtol=RTOL)
 
 
 def test_no_endpoint_loads_a_model_from_a_request(service: Service) -> None:
