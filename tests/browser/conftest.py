@@ -6,6 +6,7 @@ The server runs in its own process group and is stopped with it; the tests skip 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,11 +117,17 @@ def lab_url(lab_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def browser(lab_url: str):
-    """Headless Debian Chromium through Playwright."""
+def browser(lab_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """Headless Debian Chromium through Playwright, with a home of its own (Chromium keeps its
+    crash-report settings under ``~/.config`` whatever its profile folder)."""
     from playwright.sync_api import sync_playwright
 
+    home = tmp_path_factory.mktemp("chromium-home")
+    env: dict[str, str | float | bool] = {**os.environ, "HOME": str(home)}
+    env |= {"XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache")}
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=env
+        )
         yield chromium
         chromium.close()
