@@ -111,6 +111,10 @@ class ServedModel:
         When it was loaded (UTC, ISO 8601).
     task : str or None
         The task from the model's metadata.
+    compiled : CompiledPipeline or None, default=None
+        The checked compiled form that predicts instead of ``estimator`` (:func:`choose_engine`).
+    engine_note : str, default=""
+        Which engine predicts and why, for the log and ``/metadata``.
     """
 
     name: str
