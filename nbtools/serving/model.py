@@ -2,7 +2,8 @@
 
 :class:`ServedModel` is one loaded registry version: the scikit-learn pipeline inside the MLflow
 model (predicting through it directly, without pyfunc's per-call schema enforcement, which
-:class:`~nbtools.serving.schema.InputSchema` does faster), its input schema and its metadata.
+:class:`~nbtools.serving.schema.InputSchema` does faster), its compiled form when that checks out
+(:func:`choose_engine`), its input schema and its metadata.
 
 :class:`ModelHolder` keeps the current :class:`ServedModel` in one attribute. With an alias
 (``models:/NAME@champion``) a background thread asks the registry every ``poll_seconds`` which
