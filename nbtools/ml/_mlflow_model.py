@@ -95,7 +95,9 @@ def _model_kwargs(
         metadata["task"] = task
     example = model_input(signature_rows(X_example))
     sample = folder / SAMPLE_FILE
-    sample.write_text(serving_sample(example).to_json(orient="split", index=False))
+    sample.write_text(
+        serving_sample(example).to_json(orient="split", index=False, date_format="iso")
+    )
     return {
         "signature": infer_signature(example, pipeline.predict(example)),
         "input_example": example.head(5),

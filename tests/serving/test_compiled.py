@@ -189,7 +189,7 @@ def test_a_model_without_a_stored_sample_is_served_by_scikit_learn(tmp_path: Pat
     assert f"no stored sample ({SAMPLE_FILE})" in note
 
 
-def test_the_stored_sample_holds_a_missing_value_of_every_column_that_has_one(
+def test_the_stored_sample_holds_a_missing_value_of_every_column_that_has_one_and_real_dates(
     tmp_path: Path,
 ) -> None:
     pipeline = fitted("binary", "logistic_regression", CleaningParams(), FeatureParams())
@@ -197,6 +197,7 @@ def test_the_stored_sample_holds_a_missing_value_of_every_column_that_has_one(
     stored = json.loads((folder / "extra_files" / SAMPLE_FILE).read_text())
     sample = pd.DataFrame(stored["data"], columns=stored["columns"])
     assert sample["age"].isna().any() and sample["port"].isna().any()
+    assert pd.to_datetime(sample["joined"]).dt.year.min() >= 2020  # dates as dates, not numbers
 
 
 def edge_rows(thresholds: np.ndarray, features: np.ndarray, width: int) -> np.ndarray:
@@ -286,7 +287,7 @@ def test_a_model_that_cannot_be_compiled_is_served_by_scikit_learn_and_says_why(
     rows = new_rows().head(20)
     with service.client() as client:
         runtime = client.get("/metadata").json()["runtime"]
-        body = json.loads(rows.to_json(orient="split", index=False))
+        body = json.loads(rows.to_json(orient="split", index=False, date_format="iso"))
         answer = client.post("/invocations", json={"dataframe_split": body})
     assert runtime["engine"] == "scikit-learn"
     reason = "the model cannot be compiled: the pipeline creates features from expressions"
