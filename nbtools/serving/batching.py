@@ -229,8 +229,7 @@ def _predict_batch(batch: list[_Item]) -> list[Result]:
     started = time.perf_counter()
     try:
         with threads.for_rows(len(X)):
-            predictions = model.predict(X)
-            probabilities = model.predict_proba(X) if proba else None
+            predictions, probabilities = model.predict(X, proba)
     except Exception as exc:  # the rows fit the signature, but the model cannot use them
         raise InvalidInputError(
             "The model cannot predict these rows, though they fit its signature: "

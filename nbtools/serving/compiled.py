@@ -124,10 +124,13 @@ class _Head:
         """Values for regression, probabilities for classification, cluster ids."""
         raise NotImplementedError
 
+    def labels(self, raw: np.ndarray) -> np.ndarray:
+        """Labels from :meth:`raw`'s probabilities; values and cluster ids as they are."""
+        return raw if self.classes is None else self.classes[np.argmax(raw, axis=1)]
+
     def predict(self, Z: np.ndarray) -> np.ndarray:
         """Labels, values or cluster ids."""
-        raw = self.raw(Z)
-        return raw if self.classes is None else self.classes[np.argmax(raw, axis=1)]
+        return self.labels(self.raw(Z))
 
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
         """Class probabilities."""
@@ -264,6 +267,11 @@ class CompiledPipeline:
         """Class probabilities for the rows of ``X``, one column per entry of ``classes_``."""
         return self._chunked(X, self.head.predict_proba)
 
+    def predict_with_proba(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and class probabilities from one pass over the rows of ``X``."""
+        probabilities = self._chunked(X, self.head.raw)
+        return self.head.labels(probabilities), probabilities
+
     def _chunked(self, X: pd.DataFrame, method: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """Apply ``method`` to the matrix of :data:`CHUNK_ROWS` rows at a time: a tree walk
         holds a node per row and tree, which for a large batch would take gigabytes at once."""
@@ -320,24 +328,20 @@ def disagreement(compiled: CompiledPipeline, pipeline: Any, X: pd.DataFrame) -> 
         whole = getattr(compiled, method)(X)
         batched = np.concatenate([getattr(compiled, method)(part) for part in small])
         for ours in (whole, batched):
-            if not _same(ours, theirs):
+            differ = _differ(ours, theirs)
+            if differ.any():
                 if method == "predict":
-                    return f"predictions differ on {_count(ours, theirs)} of {len(X)} rows"
+                    return f"predictions differ on {int(differ.sum())} of {len(X)} rows"
                 worst = float(np.max(np.abs(ours - theirs)))
                 return f"probabilities differ by up to {worst:.2g}"
     return None
 
 
-def _same(ours: np.ndarray, theirs: np.ndarray) -> bool:
+def _differ(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """Where two predictions differ: numbers beyond :data:`RTOL`, anything else at all."""
     if ours.dtype.kind == "f" and theirs.dtype.kind == "f":
-        return bool(np.allclose(ours, theirs, rtol=RTOL, atol=1e-12))
-    return bool(np.array_equal(ours, theirs))
-
-
-def _count(ours: np.ndarray, theirs: np.ndarray) -> int:
-    if ours.dtype.kind == "f" and theirs.dtype.kind == "f":
-        return int((~np.isclose(ours, theirs, rtol=RTOL, atol=1e-12)).sum())
-    return int((ours != theirs).sum())
+        return ~np.isclose(ours, theirs, rtol=RTOL, atol=1e-12)
+    return np.asarray(ours != theirs)
 
 
 def _date_parts(creator: Any) -> dict[str, tuple[str, str]]:

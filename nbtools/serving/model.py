@@ -142,13 +142,17 @@ class ServedModel:
         """What predicts: ``"compiled"`` (checked against the pipeline) or ``"scikit-learn"``."""
         return "scikit-learn" if self.compiled is None else "compiled"
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predict for rows already checked and converted by :attr:`schema`."""
-        return np.asarray((self.compiled or self.estimator).predict(X))
+    def predict(self, X: pd.DataFrame, proba: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predict for rows already checked and converted by :attr:`schema`.
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Class probabilities, one column per entry of :attr:`classes`."""
-        return np.asarray((self.compiled or self.estimator).predict_proba(X))
+        Returns the predictions and, with ``proba``, the class probabilities (one column per
+        entry of :attr:`classes`; the compiled form gives both from one pass), else None.
+        """
+        if self.compiled is not None and proba:
+            return self.compiled.predict_with_proba(X)
+        model = self.compiled or self.estimator
+        predictions = np.asarray(model.predict(X))
+        return predictions, np.asarray(model.predict_proba(X)) if proba else None
 
     def runtime(self) -> dict[str, str]:
         """What ``/metadata`` shows under ``runtime`` about the model: the engine and why."""

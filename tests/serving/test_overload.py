@@ -35,7 +35,8 @@ def metric(service: Service, name: str) -> float:
 def test_a_full_queue_is_answered_503_with_retry_after_and_the_rest_is_served(
     registry: Registry, serve: Callable[..., Service]
 ) -> None:
-    service = serve(registry, "--max-queue", "1", "--no-prediction-log")
+    # scikit-learn predicts slowly enough for 16 clients to fill the queue reliably
+    service = serve(registry, "--max-queue", "1", "--engine", "scikit-learn", "--no-prediction-log")
     body = split_body(registry, 1)
     statuses: list[int] = []
     refusals: list[httpx.Response] = []
