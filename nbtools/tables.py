@@ -7,6 +7,10 @@ A *source* is one string, as a user types it in the ingest stage:
 - a SQLAlchemy URL (``sqlite:///data/shop.db``) together with a ``table`` or a ``query``;
 - an ``http(s)://`` URL answering with JSON records.
 
+A source may reference credentials as ``${NAME}``: the environment variable ``NAME`` is read
+only when the source is opened (:func:`expand_secrets`), so what is recorded holds the
+reference, and messages show it instead of the value (:func:`hide_secrets`).
+
 Every problem with a source (missing file, malformed CSV, unknown table, HTTP error, an empty
 table, a useless column, a missing target) is raised as a
 :class:`~nbtools.errors.DataSourceError` whose message names the source and the fix.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -31,6 +36,8 @@ from nbtools.errors import DataSourceError, InvalidParameterError
 
 __all__ = [
     "content_hash",
+    "expand_secrets",
+    "hide_secrets",
     "load_source",
     "records_to_frame",
     "redact_source",
@@ -38,6 +45,8 @@ __all__ = [
     "source_kind",
 ]
 
+#: ``${NAME}`` in a source: the value of the environment variable ``NAME``.
+SECRET_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _FILE_KINDS = {
     ".csv": "csv",
@@ -104,6 +113,42 @@ def redact_source(source: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def expand_secrets(source: str) -> str:
+    """Return ``source`` with every ``${NAME}`` replaced by the environment variable ``NAME``.
+
+    Call it only where the source is opened, never on what is recorded or shown.
+
+    Raises
+    ------
+    DataSourceError
+        When a referenced environment variable is not set.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise DataSourceError(
+                f"The data source '{source}' references ${{{name}}}, but the environment "
+                f"variable {name} is not set. Set it where the pipeline runs (on Kubernetes, "
+                "from the secret that pipeline.yaml's 'secrets' names)."
+            )
+        return os.environ[name]
+
+    return SECRET_PATTERN.sub(value, source)
+
+
+def hide_secrets(text: str, source: str) -> str:
+    """Put ``${NAME}`` back in ``text`` wherever it holds the value of a secret of ``source``.
+
+    For messages of libraries (database drivers, HTTP clients) that quote the opened source.
+    """
+    for name in set(SECRET_PATTERN.findall(source)):
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, f"${{{name}}}")
+    return text
+
+
 def load_source(
     source: str,
     *,
@@ -140,6 +185,23 @@ def load_source(
     InvalidParameterError
         If ``table`` or ``query`` is given for a source that is not SQL, or both are given.
     """
+    if not SECRET_PATTERN.search(source):
+        return _load(source, base_dir, table=table, query=query, timeout=timeout)
+    try:
+        return _load(expand_secrets(source), base_dir, table=table, query=query, timeout=timeout)
+    except (DataSourceError, InvalidParameterError) as exc:
+        # The chained exceptions quote the opened source: keep only the message, hidden.
+        raise type(exc)(hide_secrets(str(exc), source)) from None
+
+
+def _load(
+    source: str,
+    base_dir: str | Path | None,
+    *,
+    table: str | None,
+    query: str | None,
+    timeout: float,
+) -> pd.DataFrame:
     kind = source_kind(source)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if kind != "sql" and (table is not None or query is not None):

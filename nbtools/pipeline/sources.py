@@ -148,7 +148,10 @@ def fingerprint_source(
         return Fingerprint(shown, _sha256(b"demo"))
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("http", "https"):
-        return _fingerprint_http(text, shown, memo, timeout)
+        try:
+            return _fingerprint_http(tables.expand_secrets(text), shown, memo, timeout)
+        except DataSourceError as exc:  # the chain quotes the opened URL: keep the message
+            raise DataSourceError(tables.hide_secrets(str(exc), text)) from None
     if scheme:
         try:
             frame = tables.load_source(text, base_dir=base_dir, table=table, query=query)

@@ -18,6 +18,15 @@ import yaml
 
 from nbtools.errors import InvalidParameterError, PipelineSpecError, ProjectNotFoundError
 from nbtools.params import Parameter, parse_parameters_cell, resolve_parameters
+from nbtools.pipeline.deployment import (
+    Notify,
+    Resources,
+    Secret,
+    check_secret_references,
+    parse_notify,
+    parse_resources,
+    parse_secrets,
+)
 
 PIPELINE_FILE = "pipeline.yaml"
 _PIPELINE_KEYS = {
@@ -29,8 +38,10 @@ _PIPELINE_KEYS = {
     "stages",
     "profiles",
     "sweep",
+    "secrets",
+    "notify",
 }
-_STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout", "reads"}
+_STAGE_KEYS = {"notebook", "inputs", "parameters", "timeout", "reads", "resources"}
 #: What "registry" in a stage's ``reads`` stands for: the champion it compares against.
 REGISTRY = "registry"
 #: What a stage reads besides its inputs when ``pipeline.yaml`` does not say, by stage name: the
@@ -62,6 +73,8 @@ class Stage:
     reads : tuple of str or None
         What the stage reads besides its inputs, as declared in ``pipeline.yaml``: ``registry``
         and names of parameters holding a data source. None: :data:`DEFAULT_READS`.
+    resources : Resources
+        CPU, memory and GPUs one execution needs, for the exports and the Dask executor.
     """
 
     name: str
@@ -70,6 +83,7 @@ class Stage:
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout: int = 600
     reads: tuple[str, ...] | None = None
+    resources: Resources = field(default_factory=Resources)
 
     @cached_property
     def schema(self) -> dict[str, Parameter]:
@@ -124,6 +138,10 @@ class Pipeline:
         Named parameter sets.
     sweep : dict
         Parameter key to the list of values ``nbtools run --sweep`` runs a variant for.
+    secrets : dict of str to Secret
+        Credentials by reference: environment variable name to where Kubernetes keeps it.
+    notify : Notify or None
+        The webhook that hears about failed runs, drift, decay and gate decisions.
     """
 
     name: str
@@ -134,6 +152,8 @@ class Pipeline:
     seed: int = 42
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    notify: Notify | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -240,6 +260,11 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
         raise PipelineSpecError(f"'profiles' in {path} must map each profile name to a mapping.")
     name = str(raw.get("name") or root.name)
+    secrets = parse_secrets(raw.get("secrets"), path)
+    for stage in stages:
+        check_secret_references(stage.parameters, secrets, f"stage '{stage.name}' in {path}")
+    for profile_name, values in profiles.items():
+        check_secret_references(values, secrets, f"profile '{profile_name}' in {path}")
     return Pipeline(
         name=name,
         project_dir=root,
@@ -251,6 +276,8 @@ def load_pipeline(project_dir: str | Path = ".") -> Pipeline:
         seed=_positive_int(raw.get("seed", 42), "seed", path, allow_zero=True),
         profiles={str(k): dict(v) for k, v in profiles.items()},
         sweep={str(k): list(v) for k, v in sweep.items()},
+        secrets=secrets,
+        notify=parse_notify(raw.get("notify"), path),
     )
 
 
@@ -322,6 +349,7 @@ def _stage(name: Any, body: Any, root: Path, timeout: int, path: Path) -> Stage:
         parameters=dict(parameters),
         timeout=_positive_int(body.get("timeout", timeout), f"stages.{name}.timeout", path),
         reads=None if reads is None else tuple(reads),
+        resources=parse_resources(body.get("resources"), f"stage '{name}' in {path}"),
     )
 
 
