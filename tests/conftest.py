@@ -115,3 +115,42 @@ def child_kernels() -> Callable[[], list[str]]:
         return kernels
 
     return found
+
+
+@pytest.fixture(scope="session")
+def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pip cache for every virtual environment the tests build (Binder, Airflow, KFP).
+
+    A wheel that two of them need is downloaded once, and nothing lands in the user's
+    ``~/.cache/pip``.
+    """
+    return tmp_path_factory.mktemp("pip-cache")
+
+
+@pytest.fixture(scope="session")
+def extra_venv(tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> Callable[..., Path]:
+    """Build a virtual environment of its own with ``pip install ARGS``; return its ``bin``.
+
+    For tools that must not share nbtools' environment (Airflow, the KFP SDK), as a user
+    installs them. The same name and arguments give the same environment once per session.
+    """
+    import subprocess
+    import sys
+
+    built: dict[tuple[str, ...], Path] = {}
+
+    def build(name: str, *pip_args: str) -> Path:
+        key = (name, *pip_args)
+        if key not in built:
+            venv = tmp_path_factory.mktemp(name) / "venv"
+            env = {**os.environ, "PIP_CACHE_DIR": str(pip_cache)}
+            for command in (
+                [sys.executable, "-m", "venv", str(venv)],
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *pip_args],
+            ):
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                assert done.returncode == 0, f"{command} failed:\n{done.stderr[-3000:]}"
+            built[key] = venv / "bin"
+        return built[key]
+
+    return build

@@ -94,7 +94,7 @@ def _sidebar_projects(python: Path, root: Path, paths: list[str], home: dict[str
 
 
 def test_binder_environment_enables_the_extension_and_runs_every_notebook(
-    tmp_path: Path,
+    tmp_path: Path, pip_cache: Path
 ) -> None:
     assert (REPO / "nbtools" / "labextension" / "package.json").is_file(), (
         "The JupyterLab extension is not built; run `make labextension` first."
@@ -102,8 +102,10 @@ def test_binder_environment_enables_the_extension_and_runs_every_notebook(
     venv = tmp_path / "binder-venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--quiet", "--no-compile", "-r", "binder/requirements.txt")
-    _run(python, "-m", "pip", "install", "--quiet", "--no-compile", "pytest", "nbmake")
+    pip = (python, "-m", "pip", "install", "--quiet", "--no-compile")
+    cached = {**ENV, "PIP_CACHE_DIR": str(pip_cache)}
+    _run(*pip, "-r", "binder/requirements.txt", env=cached)
+    _run(*pip, "pytest", "nbmake", env=cached)
 
     labextensions = _plain(_run(venv / "bin" / "jupyter", "labextension", "list"))
     server_extensions = _plain(_run(venv / "bin" / "jupyter", "server", "extension", "list"))
