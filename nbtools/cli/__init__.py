@@ -8,6 +8,7 @@ import click
 
 from nbtools.cli.check import check
 from nbtools.cli.deploy import deploy
+from nbtools.cli.export import export
 from nbtools.cli.monitor import monitor
 from nbtools.cli.project import new
 from nbtools.cli.run import run
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(check)
 cli.add_command(deploy)
+cli.add_command(export)
 cli.add_command(monitor)
 cli.add_command(new)
 cli.add_command(run)

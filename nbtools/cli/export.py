@@ -1,0 +1,10 @@
+"""``nbtools export``: write the pipeline as an orchestrator's pipeline (Airflow, Kubeflow)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def export() -> None:
+    """Write the pipeline for an orchestrator; each task runs one stage with `nbtools task`."""
