@@ -100,12 +100,12 @@ def export_kubeflow(
         When ``python`` lacks the KFP SDK or the SDK refuses the pipeline.
     """
     pipeline = load_pipeline(project_dir)
-    overrides, as_typed = {}, {}
+    overrides, as_given = {}, {}
     for text in params:
         key, value = parse_assignment(text)
-        overrides[key], as_typed[key] = value, text.partition("=")[2].strip()
+        overrides[key], as_given[key] = value, text.partition("=")[2].strip()
     pipeline.resolve(profile, overrides)  # refuse a bad profile or override now, not in a pod
-    commands = TaskCommands("nbtools", target.project_path, profile=profile, params=as_typed)
+    commands = TaskCommands("nbtools", target.project_path, profile=profile, params=as_given)
     program_text = kfp_program(pipeline, target, commands)
     compiler = python or sys.executable
     _check_sdk(compiler)
