@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         RunCancelledError,
         RunNotFoundError,
         RunStartError,
+        SchedulerError,
         SearchCancelledError,
         StageFailedError,
     )
@@ -51,6 +52,7 @@ _ERRORS = (
     "RunCancelledError",
     "RunNotFoundError",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "StageFailedError",
 )
@@ -84,6 +86,7 @@ __all__ = [
     "RunNotFoundError",
     "RunResult",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "Stage",
     "StageContext",

@@ -60,6 +60,10 @@ class ClusterError(NbtoolsError, ConnectionError):
     """The Dask cluster a run should execute on cannot be reached or started."""
 
 
+class SchedulerError(NbtoolsError, RuntimeError):
+    """The system's scheduler cannot take a schedule: ``crontab`` is missing or refused it."""
+
+
 class StageFailedError(NbtoolsError, RuntimeError):
     """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
 

@@ -29,6 +29,7 @@ EXPECTED = [
     "RunNotFoundError",
     "RunResult",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "Stage",
     "StageContext",
