@@ -7,7 +7,7 @@ import getpass
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,9 @@ from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
 from nbtools.params import parse_assignment
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
+
+if TYPE_CHECKING:
+    from nbtools.ops.scheduling.schedule import Schedule
 
 _COMMAND_HELP = (
     "run: the whole pipeline, reusing unchanged stages. monitor: `nbtools monitor --current "
@@ -24,29 +27,28 @@ _COMMAND_HELP = (
 
 def _schedule_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options saying what a schedule runs, shared by ``cron`` and ``kubernetes``."""
-    for option in reversed(
-        [
-            click.argument("expression", metavar="CRON_EXPRESSION"),
-            click.option(
-                "--command",
-                type=click.Choice(["run", "monitor"]),
-                default="run",
-                show_default=True,
-                help=_COMMAND_HELP,
-            ),
-            click.option("--profile", default=None, help="A named parameter set of the run."),
-            param_option("A parameter of the run, NAME or STAGE.NAME (repeatable)."),
-            click.option(
-                "--current",
-                default=None,
-                help="monitor: the new data each check reads (a file, or the prediction log "
-                "folder), relative to the project.",
-            ),
-            click.option(
-                "--retrain", is_flag=True, help="monitor: start a retraining run on a breach."
-            ),
-        ]
-    ):
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.argument("expression", metavar="CRON_EXPRESSION"),
+        click.option(
+            "--command",
+            type=click.Choice(["run", "monitor"]),
+            default="run",
+            show_default=True,
+            help=_COMMAND_HELP,
+        ),
+        click.option("--profile", default=None, help="A named parameter set of the run."),
+        param_option("A parameter of the run, NAME or STAGE.NAME (repeatable)."),
+        click.option(
+            "--current",
+            default=None,
+            help="monitor: the new data each check reads (a file, or the prediction log "
+            "folder), relative to the project.",
+        ),
+        click.option(
+            "--retrain", is_flag=True, help="monitor: start a retraining run on a breach."
+        ),
+    ]
+    for option in reversed(options):
         command = option(command)
     return command
 
@@ -59,7 +61,7 @@ def _schedule(
     params: tuple[str, ...],
     current: str | None,
     retrain: bool,
-) -> Any:
+) -> Schedule:
     from nbtools.ops.scheduling.schedule import Schedule
 
     values = {}
@@ -255,7 +257,7 @@ def kubernetes(
     project = find_project(project_dir)
     pipeline = load_pipeline(project)
     planned = _schedule(pipeline, expression, command, profile, params, current, retrain)
-    claim = volume or cronjob.job_name(pipeline, "project")
+    claim = volume or cronjob.job_name(pipeline.name, "project")
     manifest = cronjob.cronjob_manifest(
         pipeline, planned, image=image, volume=claim, project_path=project_path
     )

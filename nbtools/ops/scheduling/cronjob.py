@@ -29,9 +29,9 @@ MAX_NAME = 52
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def job_name(pipeline: Pipeline, command: str) -> str:
-    """Return the CronJob's name: ``nbtools-<pipeline>-<command>`` in Kubernetes' spelling."""
-    base = re.sub(r"[^a-z0-9]+", "-", pipeline.name.lower()).strip("-") or "pipeline"
+def job_name(pipeline: str, command: str) -> str:
+    """Return the name ``nbtools-<pipeline>-<command>`` in Kubernetes' spelling and length."""
+    base = re.sub(r"[^a-z0-9]+", "-", pipeline.lower()).strip("-") or "pipeline"
     suffix = f"-{command}"
     return f"nbtools-{base}"[: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
@@ -130,7 +130,7 @@ def cronjob_manifest(
             f"The project path in the container must be absolute, such as /project. "
             f"Got {project_path!r} instead."
         )
-    name = job_name(pipeline, schedule.command)
+    name = job_name(pipeline.name, schedule.command)
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "nbtools"}
     container: dict[str, Any] = {
         "name": schedule.command,

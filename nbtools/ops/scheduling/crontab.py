@@ -131,16 +131,15 @@ def read_crontab() -> str:
     return done.stdout
 
 
-def write_crontab(text: str) -> None:
-    """Replace the current user's crontab with ``text``.
+def write_crontab(lines: list[str]) -> None:
+    """Replace the current user's crontab with ``lines``.
 
     Raises
     ------
     SchedulerError
-        When ``crontab`` is missing or refuses the text (its message says why).
+        When ``crontab`` is missing or refuses the lines (its message says why).
     """
-    if text and not text.endswith("\n"):
-        text += "\n"  # cron ignores a last line without one
+    text = "".join(f"{line}\n" for line in lines)  # cron ignores a last line without one
     done = _crontab("-", text=text)
     if done.returncode != 0:
         raise SchedulerError(f"'crontab -' refused the new crontab: {done.stderr.strip()}")
@@ -175,7 +174,7 @@ def install(line: str) -> CronEntry | None:
         # else: a second copy (an edit by hand) goes, so one entry remains
     if replaced is None:
         lines.append(line)
-    write_crontab("\n".join(lines))
+    write_crontab(lines)
     return replaced
 
 
@@ -195,7 +194,7 @@ def remove(project: Path, commands: tuple[str, ...] = COMMANDS) -> list[CronEntr
         else:
             kept.append(line)
     if removed:
-        write_crontab("\n".join(kept))
+        write_crontab(kept)
     return removed
 
 
