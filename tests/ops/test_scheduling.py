@@ -1,12 +1,15 @@
-"""Cron expressions and CronJob names, checked without a crontab or a cluster."""
+"""Cron expressions, crontab lines and CronJob names, without a crontab or a cluster."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from nbtools.errors import InvalidParameterError
 from nbtools.ops.scheduling.cronjob import MAX_NAME, job_name
-from nbtools.ops.scheduling.schedule import check_cron_expression
+from nbtools.ops.scheduling.crontab import CronEntry, entry_line
+from nbtools.ops.scheduling.schedule import Schedule, check_cron_expression
 
 
 @pytest.mark.parametrize(
@@ -48,3 +51,18 @@ def test_job_names_follow_kubernetes_rules() -> None:
     name = job_name("Churn Model (EU)_" + "x" * 80, "monitor")
     assert name.startswith("nbtools-churn-model-eu-x") and name.endswith("-monitor")
     assert len(name) <= MAX_NAME
+
+
+def test_a_percent_sign_is_escaped_for_cron_and_the_entry_reads_back(tmp_path: Path) -> None:
+    project = tmp_path / "at 100% share"
+    line = entry_line(Schedule("@daily"), project, nbtools="/venv/bin/nbtools")
+    assert "%" not in line.replace(r"\%", "")  # cron would cut the command at a bare %
+    entry = CronEntry.parse(line)
+    assert entry is not None
+    assert (entry.project, entry.command, entry.expression) == (str(project), "run", "@daily")
+    assert CronEntry.parse("# " + line) is None  # an entry commented out is not one
+
+
+def test_a_line_break_cannot_go_into_an_entry(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="one line"):
+        entry_line(Schedule("@daily", params={"label": "x\ny"}), tmp_path, nbtools="nbtools")

@@ -97,14 +97,8 @@ def entry_line(
     Raises
     ------
     InvalidParameterError
-        When a path holds a line break, which no crontab line can.
+        When a path or a parameter value holds a line break, which no crontab line can.
     """
-    for path in (project, env_file, nbtools):
-        if path is not None and ("\n" in str(path) or "\r" in str(path)):
-            raise InvalidParameterError(
-                f"A crontab entry is one line, so {str(path)!r} cannot be part of one: "
-                "rename it without line breaks."
-            )
     log = LOG_DIR / f"{schedule.command}.log"
     command = shell(schedule.argv(nbtools, str(project)))
     if env_file is not None:
@@ -112,7 +106,13 @@ def entry_line(
     steps = [shell(["cd", str(project)]), shell(["mkdir", "-p", str(LOG_DIR)])]
     body = " && ".join([*steps, f"{command} >> {shell([str(log)])} 2>&1"])
     marker = f" # nbtools: {project} {schedule.command}"
-    return f"{schedule.expression} {_escape(body)}{_escape(marker)}"
+    line = f"{schedule.expression} {_escape(body)}{_escape(marker)}"
+    if "\n" in line or "\r" in line:
+        raise InvalidParameterError(
+            "A crontab entry is one line, but a path or a parameter value of this schedule "
+            f"holds a line break: {line!r}. Rename the path, or set the value in pipeline.yaml."
+        )
+    return line
 
 
 def read_crontab() -> str:
