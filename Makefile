@@ -8,7 +8,7 @@ LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
 	labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
 	labextension/build.sh
 
-.PHONY: demo test lint install chromium node labextension
+.PHONY: demo test lint install chromium cron node labextension
 
 # Create the virtual environment and install nbtools with its test tools (again when pyproject changes).
 $(BIN)/.installed: pyproject.toml
@@ -52,7 +52,13 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; } \
 	  || { echo "The browser tests need Debian's chromium: run 'apt-get install -y chromium' as root."; exit 1; }
 
+# The schedule tests install entries in the real crontab (saved and restored); Debian's cron
+# package provides the crontab command. Install it when it is missing (needs root).
+cron:
+	@command -v crontab >/dev/null || { apt-get update && apt-get install -y cron; } \
+	  || { echo "The schedule tests need the crontab command: run 'apt-get install -y cron' as root."; exit 1; }
+
 # The binder test runs every notebook in notebooks/ with nbmake, in a fresh venv built from
 # binder/requirements.txt (the environment Binder builds).
-test: lint chromium $(LABEXT)
+test: lint chromium cron $(LABEXT)
 	$(BIN)/pytest

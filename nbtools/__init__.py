@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         RunCancelledError,
         RunNotFoundError,
         RunStartError,
+        SchedulerError,
         SearchCancelledError,
         StageFailedError,
     )
@@ -53,6 +54,7 @@ _ERRORS = (
     "RunCancelledError",
     "RunNotFoundError",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "StageFailedError",
 )
@@ -87,6 +89,7 @@ __all__ = [
     "RunNotFoundError",
     "RunResult",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "Stage",
     "StageContext",

@@ -64,6 +64,10 @@ class ExportError(NbtoolsError, RuntimeError):
     """An export for an orchestrator cannot be written: its SDK is missing or refused it."""
 
 
+class SchedulerError(NbtoolsError, RuntimeError):
+    """The system's scheduler cannot take a schedule: ``crontab`` is missing or refused it."""
+
+
 class StageFailedError(NbtoolsError, RuntimeError):
     """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
 

@@ -30,6 +30,7 @@ EXPECTED = [
     "RunNotFoundError",
     "RunResult",
     "RunStartError",
+    "SchedulerError",
     "SearchCancelledError",
     "Stage",
     "StageContext",

@@ -13,6 +13,7 @@ from nbtools.cli.monitor import monitor
 from nbtools.cli.project import new
 from nbtools.cli.run import run
 from nbtools.cli.runs import runs
+from nbtools.cli.schedule import schedule
 from nbtools.cli.serve import serve
 from nbtools.cli.task import task
 
@@ -30,6 +31,7 @@ cli.add_command(monitor)
 cli.add_command(new)
 cli.add_command(run)
 cli.add_command(runs)
+cli.add_command(schedule)
 cli.add_command(serve)
 cli.add_command(task)
 

@@ -42,12 +42,7 @@ class TaskCommands:
 
     def start(self, key: str) -> list[str]:
         """Create (or find, when retried) the run named ``key``."""
-        command = [*self._base("task", "start"), "--key", key]
-        if self.profile is not None:
-            command += ["--profile", self.profile]
-        for name, value in self.params.items():
-            command += ["-p", f"{name}={value}"]
-        return command
+        return [*self._base("task", "start"), "--key", key, *self._run_options()]
 
     def stage(self, stage: str, key: str) -> list[str]:
         """Execute (or reuse) ``stage`` inside the run named ``key``."""
@@ -59,14 +54,26 @@ class TaskCommands:
 
     def monitor(self, current: str, *, retrain: bool) -> list[str]:
         """Check ``current`` against the champion; exit :data:`EXIT_BREACH` when retraining is
-        due (``retrain=False``), or check and retrain on a breach (``retrain=True``)."""
+        due (``retrain=False``), or check and retrain on a breach (``retrain=True``) with the
+        run's profile and parameters."""
         command = [*self._base("monitor"), "--current", current]
         if retrain:
-            return [*command, "--retrain", "--fail-on", "none"]
+            return [*command, "--retrain", "--fail-on", "none", *self._run_options()]
         return [*command, "--fail-on", "breach"]
+
+    def run(self) -> list[str]:
+        """Run the whole pipeline in one process, as ``nbtools run`` (a schedule of its own)."""
+        return [*self._base("run"), *self._run_options()]
 
     def _base(self, *words: str) -> list[str]:
         return [self.nbtools, *words, "--project", self.project]
+
+    def _run_options(self) -> list[str]:
+        """The profile and parameter overrides of a run (also of a retraining run)."""
+        options = [] if self.profile is None else ["--profile", self.profile]
+        for name, value in self.params.items():
+            options += ["-p", f"{name}={value}"]
+        return options
 
 
 def shell(command: list[str]) -> str:
