@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from nbtools.cli.export_airflow import airflow
+
 
 @click.group()
 def export() -> None:
     """Write the pipeline for an orchestrator; each task runs one stage with `nbtools task`."""
+
+
+export.add_command(airflow)
