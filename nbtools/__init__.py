@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from nbtools.errors import (
         ClusterError,
         DataSourceError,
+        ExportError,
         InvalidInputError,
         InvalidParameterError,
         ModelNotFoundError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _ERRORS = (
     "ClusterError",
     "DataSourceError",
+    "ExportError",
     "InvalidInputError",
     "InvalidParameterError",
     "ModelNotFoundError",
@@ -71,6 +73,7 @@ _EXPORTS = {
 __all__ = [
     "ClusterError",
     "DataSourceError",
+    "ExportError",
     "InvalidInputError",
     "InvalidParameterError",
     "ModelNotFoundError",

@@ -60,6 +60,10 @@ class ClusterError(NbtoolsError, ConnectionError):
     """The Dask cluster a run should execute on cannot be reached or started."""
 
 
+class ExportError(NbtoolsError, RuntimeError):
+    """An export for an orchestrator cannot be written: its SDK is missing or refused it."""
+
+
 class StageFailedError(NbtoolsError, RuntimeError):
     """A stage notebook failed: an exception in a cell, a cell timeout or a dead kernel.
 

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = [
     "ClusterError",
     "DataSourceError",
+    "ExportError",
     "InvalidInputError",
     "InvalidParameterError",
     "ModelNotFoundError",

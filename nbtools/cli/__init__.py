@@ -14,6 +14,7 @@ from nbtools.cli.project import new
 from nbtools.cli.run import run
 from nbtools.cli.runs import runs
 from nbtools.cli.serve import serve
+from nbtools.cli.task import task
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ cli.add_command(new)
 cli.add_command(run)
 cli.add_command(runs)
 cli.add_command(serve)
+cli.add_command(task)
 
 
 def main() -> None:

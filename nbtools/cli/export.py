@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from nbtools.cli.export_airflow import airflow
+from nbtools.cli.export_kubeflow import kubeflow
 
 
 @click.group()
@@ -13,3 +14,4 @@ def export() -> None:
 
 
 export.add_command(airflow)
+export.add_command(kubeflow)

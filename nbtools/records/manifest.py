@@ -22,6 +22,7 @@ from nbtools.records.runs import (
     HTML_RECORD,
     hash_outputs,
     now,
+    read_manifest,
     read_recorded,
     write_manifest,
 )
@@ -50,6 +51,9 @@ class StageRecord:
         Why it ran, was reused or did not run, as the console said it.
     sources : dict or None
         The data sources it read with their fingerprints; left out of the JSON when ``None``.
+    task : dict or None
+        For a stage executed by an orchestrator's task (``nbtools task stage``): the attempt
+        number, host and process of the latest attempt; left out of the JSON when ``None``.
 
     Notes
     -----
@@ -77,6 +81,7 @@ class StageRecord:
     output_hashes: dict[str, str] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     sources: dict[str, dict[str, Any]] | None = None
+    task: dict[str, Any] | None = None
 
     def reuse(self, entry: dict[str, Any], why: str) -> None:
         """Take the outputs and record of an earlier execution (a cache entry)."""
@@ -124,8 +129,9 @@ class StageRecord:
     def to_dict(self) -> dict[str, Any]:
         """Return the stage's entry of the manifest's ``stages``."""
         entry = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.sources is None:
-            del entry["sources"]
+        for optional in ("sources", "task"):
+            if entry[optional] is None:
+                del entry[optional]
         return entry
 
 
@@ -242,6 +248,23 @@ def new_run_record(
         stages=stages,
         run_dir=run_dir,
         **settings,
+    )
+
+
+def load_record(run_dir: Path) -> RunRecord:
+    """Read the manifest in ``run_dir`` back into a :class:`RunRecord`, to change and rewrite it.
+
+    Keys this version of nbtools does not know are dropped.
+    """
+    manifest = read_manifest(run_dir)
+    stage_fields = {f.name for f in fields(StageRecord)}
+    stages = {
+        name: StageRecord(**{k: v for k, v in entry.items() if k in stage_fields})
+        for name, entry in manifest["stages"].items()
+    }
+    stored = {f.name for f in fields(RunRecord) if f.metadata.get("stored", True)} - {"stages"}
+    return RunRecord(
+        **{k: v for k, v in manifest.items() if k in stored}, stages=stages, run_dir=run_dir
     )
 
 

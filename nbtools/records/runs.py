@@ -41,9 +41,13 @@ _LOCK_FILE = Path(".nbtools") / "lock"
 
 
 @contextmanager
-def project_lock(project_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the project across processes (two runs at once stay apart)."""
-    path = project_dir / _LOCK_FILE
+def project_lock(project_dir: Path, name: str = _LOCK_FILE.name) -> Iterator[None]:
+    """Hold an exclusive lock on the project across processes (two runs at once stay apart).
+
+    ``name`` picks another lock of the project, for a shorter critical section that may be
+    entered while the project lock is held (the lock is not reentrant).
+    """
+    path = project_dir / _LOCK_FILE.parent / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

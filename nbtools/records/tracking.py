@@ -88,6 +88,10 @@ class Tracker:
         """Log one file as an artifact of a run, at the top of its artifacts."""
         self.client.log_artifact(run_id, str(path))
 
+    def reopen(self, run_id: str) -> None:
+        """Mark a run RUNNING again, for a retried attempt that logs into the same run."""
+        self.client.update_run(run_id, status="RUNNING")
+
     def finish(self, run_id: str, succeeded: bool) -> None:
         """Close a run as FINISHED or FAILED."""
         self.client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")

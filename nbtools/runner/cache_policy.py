@@ -204,25 +204,52 @@ class CachePolicy:
     def own_registry_changes(self, run_id: str, stages: Mapping[str, StageRecord]) -> None:
         """Key the registry-reading stages also on the champion this run itself deployed.
 
-        A stage's key holds the champion it compared against. When this run's deploy made its
-        own model the champion, the stages are stored under that new state too, so that running
-        the unchanged pipeline again reuses them; a champion set anywhere else re-runs them.
+        See :func:`store_under_own_champion`.
         """
-        if not self.registry:
-            return
-        try:
-            with project_lock(self.pipeline.project_dir):
-                now = champion_state(self.pipeline.tracking_uri, self.pipeline.model_name)
-        except ModelRegistryError:
-            return  # unreadable now: the next run reads it again and decides then
-        own = {record.mlflow_run_id for record in stages.values()} - {None}
-        if now["champion"] is None or now["champion"]["run_id"] not in own:
-            return
-        for name, seen in self.registry.items():
-            record = stages[name]
-            if seen != now and record.status in DONE:
-                entry = reuse_entry(run_id, record.to_dict())
-                self.index.store(self.keys[name].with_registry(now), entry)
+        keys = {name: self.keys[name] for name in self.registry}
+        store_under_own_champion(self.pipeline, self.index, run_id, stages, keys)
 
     def _source_names(self, stage: str) -> str:
         return ", ".join(found.source for found in self.sources[stage].values())
+
+
+def store_under_own_champion(
+    pipeline: Pipeline,
+    index: CacheIndex,
+    run_id: str,
+    stages: Mapping[str, StageRecord],
+    keys: Mapping[str, CacheKey],
+) -> None:
+    """Key the registry-reading stages also on the champion their run itself deployed.
+
+    A stage's key holds the champion it compared against. When the run's deploy made its own
+    model the champion, the stages are stored under that new state too, so that running the
+    unchanged pipeline again reuses them; a champion set anywhere else re-runs them.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline that ran.
+    index : CacheIndex
+        The project's cache index.
+    run_id : str
+        The run.
+    stages : mapping
+        The run's stage records.
+    keys : mapping
+        The key of each registry-reading stage, as it was computed.
+    """
+    if not keys:
+        return
+    try:
+        with project_lock(pipeline.project_dir):
+            now = champion_state(pipeline.tracking_uri, pipeline.model_name)
+    except ModelRegistryError:
+        return  # unreadable now: the next run reads it again and decides then
+    own = {record.mlflow_run_id for record in stages.values()} - {None}
+    if now["champion"] is None or now["champion"]["run_id"] not in own:
+        return
+    for name, key in keys.items():
+        record, moved = stages[name], key.with_registry(now)
+        if moved.digest != key.digest and record.status in DONE:
+            index.store(moved, reuse_entry(run_id, record.to_dict()))

@@ -51,6 +51,9 @@ class MlflowRuns:
                 self.tracker = Tracker(
                     pipeline.tracking_uri, pipeline.name, pipeline.project_dir / "mlartifacts"
                 )
+            self.parent = self.record.mlflow.get("parent_run_id")
+            if self.parent is not None:  # a task of an orchestrated run: the parent exists
+                return self.tracker, self.parent
             self.parent = self.tracker.start_run(run_id, tags={"nbtools.run_id": run_id})
             self.tracker.log_parent(
                 self.parent,
