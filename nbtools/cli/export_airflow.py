@@ -29,7 +29,11 @@ POD_PROJECT = "/project"
     "(only when triggered).",
 )
 @click.option(
-    "--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Per task."
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Retries of a failed task.",
 )
 @click.option(
     "--retry-delay",
@@ -70,7 +74,8 @@ POD_PROJECT = "/project"
     "--monitor-current",
     default=None,
     metavar="SOURCE",
-    help="After each run, check this data with `nbtools monitor` and retrain on a breach.",
+    help="After each run, check this data (a path relative to the project) with "
+    "`nbtools monitor` and retrain on a breach.",
 )
 @reports_errors
 def airflow(

@@ -2,8 +2,8 @@
 
 The first tests read the rendered DAG without Airflow. The ``airflow`` tests build Airflow 3
 (with the Kubernetes provider) in a virtual environment of its own, as a team installs it, with
-its home, database, logs and DAG folder in the test's temporary folder; they take about a minute
-the first time: deselect them with ``-m "not airflow"`` while iterating on other things.
+its home, database, logs and DAG folder in the test's temporary folder; they take about a
+minute and a half: deselect them with ``-m "not airflow"`` while iterating on other things.
 """
 
 from __future__ import annotations
