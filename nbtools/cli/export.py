@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nbtools.cli.export_airflow import airflow
 from nbtools.cli.export_kubeflow import kubeflow
 
 
@@ -12,4 +13,5 @@ def export() -> None:
     """Write the pipeline for an orchestrator; each task runs one stage with `nbtools task`."""
 
 
+export.add_command(airflow)
 export.add_command(kubeflow)
