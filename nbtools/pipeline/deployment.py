@@ -184,6 +184,8 @@ def parse_notify(raw: Any, path: Path) -> Notify | None:
     """
     if raw is None:
         return None
+    if isinstance(raw, dict) and True in raw:  # YAML 1.1 reads the key `on` as the boolean true
+        raw = {("on" if key is True else key): value for key, value in raw.items()}
     if not isinstance(raw, dict) or set(raw) - {"webhook", "on"} or "webhook" not in raw:
         raise PipelineSpecError(
             f"'notify' in {path} must be a mapping with 'webhook' (an environment variable "
