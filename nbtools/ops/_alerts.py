@@ -23,6 +23,7 @@ def notify_findings(
     check_id: str,
     report: Path,
     mlflow_run_id: str | None,
+    retrained: str | None = None,
 ) -> None:
     """Post ``drift`` and ``decay`` for what the check ``check_id`` found.
 
@@ -38,8 +39,11 @@ def notify_findings(
         The check's HTML report.
     mlflow_run_id : str or None
         The MLflow run the check was logged to.
+    retrained : str, optional
+        What the retraining it started came to, such as ``"retraining run R: challenger
+        rejected"``; its deploy stage has posted the gate's decision already.
     """
-    where = f"check {check_id} of {result.reference.label} (MLflow run {mlflow_run_id})"
+    where = f"check {check_id} against {result.reference.label} (MLflow run {mlflow_run_id})"
     facts: dict[str, Any] = {
         "check_id": check_id,
         "mlflow_run_id": mlflow_run_id,
@@ -58,7 +62,7 @@ def notify_findings(
             f"{kind} in {where}: {len(drifted)} of {len(result.windows)} window(s); in "
             f"{worst.label} {', '.join(worst.drift.drifted_columns)} drifted"
             + ("" if share is None else f" (share {share:.0%})")
-            + _retraining(result),
+            + _retraining(result, retrained),
             record=report,
             drifted_columns=worst.drift.drifted_columns,
             drift_share=share,
@@ -73,7 +77,7 @@ def notify_findings(
             "decay",
             f"Performance decay in {where}: {perf.metric} {perf.score:.4f} in {window.label}, "
             f"{perf.drop:.4f} worse than the baseline {perf.baseline:.4f} (allowed "
-            f"{result.policy.max_drop:g})" + _retraining(result),
+            f"{result.policy.max_drop:g})" + _retraining(result, retrained),
             record=report,
             metric=perf.metric,
             score=perf.score,
@@ -82,5 +86,7 @@ def notify_findings(
         )
 
 
-def _retraining(result: CheckResult) -> str:
-    return ". Retraining is due." if result.breach is not None else "."
+def _retraining(result: CheckResult, retrained: str | None) -> str:
+    if result.breach is None:
+        return "."
+    return ". Retraining is due" + (f"; {retrained}." if retrained else ".")

@@ -227,6 +227,9 @@ def monitor_project(
         check_id=check_id,
         report=outcome.report,
         mlflow_run_id=outcome.mlflow_run_id,
+        retrained=None
+        if outcome.retrain is None
+        else f"retraining run {outcome.retrain.run_id}: {outcome.decisions[-1]['decision']}",
     )
     return outcome
 

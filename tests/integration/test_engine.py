@@ -292,8 +292,6 @@ def test_a_failed_run_posts_run_failed_naming_the_run_stage_and_record(
     assert f"Run {result.run_id} failed in stage 'raises': " in message["text"]
     assert "ValueError: boom" in message["text"]
     assert f"Executed notebook: {stage['executed_notebook']}" in message["text"]
-    assert run_pipeline(root, only=["raises"], jobs=1, force=True).error is not None
-    assert len(webhook.messages) == 2  # every failed run posts, a succeeded one never does
 
 
 def test_nbtools_run_warns_when_the_webhook_cannot_be_reached_and_never_shows_it(

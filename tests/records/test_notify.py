@@ -167,7 +167,12 @@ def test_a_failed_run_names_its_first_failed_stage_error_and_notebook(
 
 
 def test_a_cancelled_run_says_so(tmp_path: Path, webhook) -> None:
-    manifest = {"run_id": "R2", "status": "cancelled", "error": "The run was cancelled.", "stages": {}}
+    manifest = {
+        "run_id": "R2",
+        "status": "cancelled",
+        "error": "The run was cancelled.",
+        "stages": {},
+    }
     assert notify_run_failed(pipeline(tmp_path, "run-failed"), manifest)
     assert webhook.messages[0]["text"].startswith(
         "[nbtools · churn] Run R2 was cancelled: The run was cancelled.\n"
