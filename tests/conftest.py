@@ -1,4 +1,4 @@
-"""Shared fixtures: fixture-notebook projects and a pre-migrated MLflow database.
+"""Shared fixtures: fixture-notebook projects, a pre-migrated MLflow database, a webhook.
 
 The whole session keeps Jupyter's runtime and data folders, IPython's profile and matplotlib's
 configuration in a temporary folder, so no test (nor a kernel or server it starts) writes to
@@ -8,12 +8,16 @@ the user's home.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,3 +158,60 @@ def extra_venv(tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> Cal
         return built[key]
 
     return build
+
+
+#: The environment variable the ``webhook`` fixture sets; projects name it in ``notify.webhook``.
+WEBHOOK_VARIABLE = "NBTOOLS_TEST_WEBHOOK"
+
+
+@dataclass
+class Webhook:
+    """A webhook listening on 127.0.0.1: what it received, and how it answers.
+
+    ``url`` carries a token-like path, as a real incoming-webhook URL does, so tests can check
+    that no message shows it. ``answer`` is the status and body it answers with; with ``hang``
+    it keeps every request waiting until the test ends.
+    """
+
+    url: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    answer: tuple[int, str] = (200, "ok")
+    hang: bool = False
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    """A real HTTP server collecting JSON posts; its URL is in ``$NBTOOLS_TEST_WEBHOOK``."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hook: Webhook
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            hook.messages.append(json.loads(body))
+            hook.headers.append(dict(self.headers))
+            if hook.hang:
+                hook.released.wait()
+            status, text = hook.answer
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(text.encode())
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the test asserts on what arrived; no request log on stderr
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook = Webhook(f"http://127.0.0.1:{server.server_port}/services/T0/B0/s3cr3t-t0ken")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, hook.url)
+    try:
+        yield hook
+    finally:
+        hook.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()

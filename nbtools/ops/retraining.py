@@ -19,7 +19,8 @@ Every decision (drift found, decay found, retraining due, retrain started, chall
 or rejected) is kept with its numbers in ``monitoring/<check_id>/check.json`` beside the HTML
 report, and in an MLflow run named ``monitor <check_id>`` (tags ``nbtools.decision.*``, the
 report and check as artifacts); the retraining run has its own run record and MLflow runs,
-tagged with the check that started it.
+tagged with the check that started it. Drift and decay are posted to the webhook of ``notify``
+in ``pipeline.yaml`` (:mod:`nbtools.ops._alerts`); the deploy stage posts its gate's decision.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pandas as pd
 
 from nbtools import tables
 from nbtools.errors import DataSourceError
+from nbtools.ops._alerts import notify_findings
 from nbtools.ops.monitoring.check import (
     CheckResult,
     MonitorPolicy,
@@ -219,6 +221,16 @@ def monitor_project(
         event.update(at=now(), run_id=outcome.retrain.run_id, promoted=outcome.retrain.promoted)
         append_history(root, [event])
     _record(pipeline, outcome)
+    notify_findings(
+        pipeline,
+        result,
+        check_id=check_id,
+        report=outcome.report,
+        mlflow_run_id=outcome.mlflow_run_id,
+        retrained=None
+        if outcome.retrain is None
+        else f"retraining run {outcome.retrain.run_id}: {outcome.decisions[-1]['decision']}",
+    )
     return outcome
 
 

@@ -5,5 +5,6 @@
 - :mod:`~nbtools.records.history`: runs summarised and compared, for the views;
 - :mod:`~nbtools.records.run_diff`: two runs compared stage by stage and cell by cell, as a report;
 - :mod:`~nbtools.records.tracking`: the MLflow tracking store (SQLite by default);
-- :mod:`~nbtools.records.environment`: Python, package versions and git state of a run.
+- :mod:`~nbtools.records.environment`: Python, package versions and git state of a run;
+- :mod:`~nbtools.records.notify`: messages to a webhook about failed runs, drift and the gate.
 """

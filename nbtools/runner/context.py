@@ -25,7 +25,14 @@ import mlflow
 
 from nbtools.errors import PipelineSpecError
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
-from nbtools.records.runs import RECORDED_VALUES, WARNINGS, latest_outputs, stage_warnings
+from nbtools.records.notify import post_event
+from nbtools.records.runs import (
+    MANIFEST,
+    RECORDED_VALUES,
+    WARNINGS,
+    latest_outputs,
+    stage_warnings,
+)
 from nbtools.records.tracking import Tracker, is_metric_value
 from nbtools.runner.dask_executor import SCHEDULER_VARIABLE, dask_joblib_backend
 
@@ -61,6 +68,8 @@ class StageContext:
     cluster : object or None
         The ``distributed.Client`` behind joblib's Dask backend, when the stage runs on a
         Dask cluster (scikit-learn searches then fan out over its workers).
+    pipeline : Pipeline or None
+        The loaded pipeline, whose ``notify`` section :meth:`notify` follows.
     """
 
     name: str
@@ -72,6 +81,7 @@ class StageContext:
     tracking_uri: str = ""
     interactive: bool = False
     cluster: Any = field(default=None, repr=False)
+    pipeline: Pipeline | None = field(default=None, repr=False)
 
     def input(self, upstream: str) -> Path:
         """Return the output folder of the upstream stage ``upstream``.
@@ -131,6 +141,42 @@ class StageContext:
             if self.interactive:
                 mlflow.set_tag(f"nbtools.recorded.{WARNINGS}", json.dumps([*found, message]))
         print(f"Warning: {message}")
+
+    def notify(self, event: str, text: str, **details: Any) -> bool:
+        """Post ``event`` to the webhook of ``notify`` in ``pipeline.yaml``, if it lists it.
+
+        The message names this stage and, under the runner, the run and its manifest
+        (interactively, the stage's scratch folder). A message that cannot be posted becomes
+        a warning of the stage (:meth:`warn`); the stage goes on.
+
+        Parameters
+        ----------
+        event : str
+            One of ``run-failed``, ``drift``, ``decay``, ``promoted``, ``rejected``.
+        text : str
+            What happened, in a sentence or two.
+        **details
+            More facts for the message (see :func:`nbtools.records.notify.post_event`).
+
+        Returns
+        -------
+        bool
+            Whether the webhook accepted the message.
+        """
+        if self.pipeline is None:
+            return False
+        run_dir = self.output_dir.parent
+        in_run = not self.interactive and (run_dir / MANIFEST).is_file()
+        return post_event(
+            self.pipeline,
+            event,
+            text,
+            run_id=run_dir.name if in_run else None,
+            stage=self.name,
+            record=run_dir / MANIFEST if in_run else self.output_dir,
+            warn=self.warn,
+            **details,
+        )
 
     def report_rows_removed(
         self, removed: int, total: int, *, reason: str, hint: str = ""
@@ -222,6 +268,7 @@ def _batch_context(name: str, namespace: MutableMapping[str, Any]) -> StageConte
         seed=pipeline.seed,
         model_name=pipeline.model_name,
         tracking_uri=namespace.get("tracking_uri") or pipeline.tracking_uri,
+        pipeline=pipeline,
     )
     context.output_dir.mkdir(parents=True, exist_ok=True)
     if os.environ.get(SCHEDULER_VARIABLE):
@@ -260,6 +307,7 @@ def _interactive_context(name: str, namespace: MutableMapping[str, Any]) -> Stag
         model_name=pipeline.model_name,
         tracking_uri=pipeline.tracking_uri,
         interactive=True,
+        pipeline=pipeline,
     )
     context.output_dir.mkdir(parents=True, exist_ok=True)
     (context.output_dir / RECORDED_VALUES).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from nbtools.pipeline.spec import Pipeline, load_pipeline
 from nbtools.pipeline.stage_selection import select_stages
 from nbtools.records.history import process_alive
 from nbtools.records.manifest import DONE
+from nbtools.records.notify import notify_run_failed
 from nbtools.records.runs import RunResult, load_run
 from nbtools.runner.graph import start_run
 from nbtools.runner.pool import StagePool
@@ -93,6 +94,8 @@ def run_pipeline(
     RunResult
         The run's id, record folder, MLflow run and manifest; ``error`` is set when a stage
         failed (the record and MLflow runs are marked failed, nothing already recorded is lost).
+        A failed or cancelled run posts ``run-failed`` to the webhook of ``notify`` in
+        ``pipeline.yaml``, when it lists that event (:mod:`nbtools.records.notify`).
 
     Raises
     ------
@@ -122,7 +125,14 @@ def run_pipeline(
         say=echo or (lambda _line: None),
         pool=pool,
     )
-    return run.execute()
+    try:
+        result = run.execute()
+    except BaseException:  # cancelled, or the runner crashed: the record is closed and says so
+        notify_run_failed(pipeline, run.record.to_dict())
+        raise
+    if not result.succeeded:
+        notify_run_failed(pipeline, result.manifest)
+    return result
 
 
 def _unfinished(resumed: dict[str, Any]) -> list[str]:

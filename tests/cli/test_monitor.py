@@ -216,3 +216,27 @@ def test_the_installed_command_exits_with_the_status(project: Path) -> None:
         [NBTOOLS, "monitor", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "3  column drift" in help_text and "6  breach" in help_text
+
+
+def test_drift_and_decay_are_posted_to_the_webhook(project: Path, tmp_path: Path, webhook) -> None:
+    copy = shutil.copytree(project, tmp_path / "shop")
+    with (copy / "pipeline.yaml").open("a", encoding="utf-8") as spec:
+        spec.write("\nnotify: {webhook: NBTOOLS_TEST_WEBHOOK, on: [drift, decay]}\n")
+    current = table(2000, shifted=8, seed=12)
+    current["churned"] = 1 - current["churned"]  # and the concept turned around
+    code, output = monitor(copy, current, "--fail-on", "none")
+    assert code == 0, output
+
+    report = next(line for line in output.splitlines() if line.startswith("Report: "))[8:]
+    mlflow_run = next(line for line in output.splitlines() if line.startswith("MLflow run: "))[12:]
+    check_id = Path(report).parent.name
+    drift, decay = webhook.messages
+    assert drift["nbtools"]["event"] == "drift" and decay["nbtools"]["event"] == "decay"
+    assert f"Dataset drift in check {check_id} against the model of run {RUN_ID}" in drift["text"]
+    assert f"(MLflow run {mlflow_run})" in drift["text"]
+    assert "x00" in drift["nbtools"]["details"]["drifted_columns"]
+    assert f"Performance decay in check {check_id}" in decay["text"]
+    assert "roc_auc" in decay["text"] and "Retraining is due." in decay["text"]
+    for message in (drift, decay):
+        assert message["nbtools"]["record"] == report
+        assert message["nbtools"]["details"]["mlflow_run_id"] == mlflow_run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -270,3 +271,44 @@ def test_sweep_variants_run_at_the_same_time_and_share_the_upstream_stage(
     assert sorted(p["status"] for p in produce) == ["reused", "succeeded"]
     assert produce[0]["output_dir"] == produce[1]["output_dir"]
     assert child_kernels() == []
+
+
+NOTIFY = "notify: {webhook: NBTOOLS_TEST_WEBHOOK, on: [run-failed]}"
+
+
+def test_a_failed_run_posts_run_failed_naming_the_run_stage_and_record(
+    make_project, webhook
+) -> None:
+    root = make_project("raises: {notebook: raises.ipynb}", extra=NOTIFY)
+    result = run_pipeline(root, jobs=1)
+
+    assert not result.succeeded
+    [message] = webhook.messages
+    stage = result.manifest["stages"]["raises"]
+    assert message["nbtools"]["event"] == "run-failed"
+    assert message["nbtools"]["run_id"] == result.run_id
+    assert message["nbtools"]["stage"] == "raises"
+    assert message["nbtools"]["record"] == str(result.run_dir / "manifest.json")
+    assert f"Run {result.run_id} failed in stage 'raises': " in message["text"]
+    assert "ValueError: boom" in message["text"]
+    assert f"Executed notebook: {stage['executed_notebook']}" in message["text"]
+
+
+def test_nbtools_run_warns_when_the_webhook_cannot_be_reached_and_never_shows_it(
+    make_project,
+) -> None:
+    root = make_project("raises: {notebook: raises.ipynb}", extra=NOTIFY)
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/services/T0/B0/s3cr3t-t0ken"
+    done = subprocess.run(
+        [NBTOOLS, "run", "--project", str(root)],
+        env={**os.environ, "NBTOOLS_TEST_WEBHOOK": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0 and "ValueError: boom" in done.stdout + done.stderr
+    assert "The 'run-failed' notification was not posted to the webhook in" in done.stderr
+    assert "$NBTOOLS_TEST_WEBHOOK: cannot reach the webhook" in done.stderr
+    assert "s3cr3t" not in done.stdout + done.stderr

@@ -40,6 +40,8 @@ NBTOOLS = str(Path(sys.executable).parent / "nbtools")
 def project(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Path:
     root = create_project(tmp_path_factory.mktemp("loop") / "churn")
     shutil.copy(migrated_db, root / "mlflow.db")
+    with (root / "pipeline.yaml").open("a", encoding="utf-8") as spec:  # see the rejected one
+        spec.write("\nnotify: {webhook: NBTOOLS_TEST_WEBHOOK, on: [drift, decay, rejected]}\n")
     first = run_pipeline(root, profile="smoke", stop="deploy")  # a champion is all it needs
     assert first.succeeded, first.error
     return root
@@ -99,7 +101,7 @@ def test_bad_input_is_a_clear_error_with_status_2(project: Path) -> None:
     assert code == 2 and "nope" in output
 
 
-def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) -> None:
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path, webhook) -> None:
     days = []
     for day in range(2):  # other customers (pricier plans), who behave as before
         batch = drifted_churn(600, covariate=1.0, seed=20 + day)
@@ -134,6 +136,22 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(project: Path) ->
     assert champion(project) == "1"
     aliases = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_registered_model(MODEL)
     assert aliases.aliases == {"champion": 1, "challenger": 2}
+    # The team heard of the rejection (from the deploy stage), then of the check's drift.
+    rejected, drift = webhook.messages
+    assert (
+        drift["nbtools"]["event"] == "drift"
+        and drift["nbtools"]["details"]["check_id"] == (record["check_id"])
+    )
+    assert f"Dataset drift in check {record['check_id']}" in drift["text"]
+    assert f"retraining run {retrain['run_id']}: challenger rejected." in drift["text"]
+    assert drift["nbtools"]["record"].endswith(f"monitoring/{record['check_id']}/report.html")
+    assert rejected["nbtools"]["event"] == "rejected"
+    assert rejected["nbtools"]["run_id"] == retrain["run_id"]
+    assert rejected["nbtools"]["stage"] == "deploy"
+    assert rejected["nbtools"]["record"] == str(
+        project / "runs" / retrain["run_id"] / "manifest.json"
+    )
+    assert "Model 'churn-model' version 2 was not promoted" in rejected["text"]
 
 
 @pytest.fixture

@@ -82,3 +82,17 @@ def test_a_broken_pipeline_is_refused_with_a_clear_message(
         pipeline = load_pipeline(project(tmp_path, body))
         _ = [s.schema for s in pipeline.stages]
     assert fragment in str(caught.value)
+
+
+def test_notify_reads_its_on_key_although_yaml_reads_on_as_true(tmp_path: Path) -> None:
+    from nbtools.pipeline.deployment import NOTIFY_EVENTS, Notify
+
+    body = GOOD + "notify:\n  webhook: TEAM_WEBHOOK\n  on: [run-failed, drift]\n"
+    assert load_pipeline(project(tmp_path, body)).notify == Notify(
+        "TEAM_WEBHOOK", ("run-failed", "drift")
+    )
+    body = GOOD + "notify: {webhook: TEAM_WEBHOOK}\n"
+    assert load_pipeline(project(tmp_path, body)).notify == Notify("TEAM_WEBHOOK", NOTIFY_EVENTS)
+    body = GOOD + "notify: {webhook: 'https://hooks.example/T0/s3cr3t'}\n"
+    with pytest.raises(PipelineSpecError, match="not the URL itself"):
+        load_pipeline(project(tmp_path, body))

@@ -98,3 +98,34 @@ def test_a_stage_uses_the_projects_registry_whatever_the_environment_says(
 
     assert mlflow.get_registry_uri() == uri
     assert mlflow.MlflowClient()._registry_uri == uri
+
+
+def test_a_stage_notifies_naming_its_run_and_record_and_warns_when_it_cannot(
+    tmp_path: Path, webhook
+) -> None:
+    from nbtools.pipeline.deployment import Notify
+    from nbtools.pipeline.spec import Pipeline
+
+    run_dir = tmp_path / "runs" / "20260301-000000-abcdef"
+    (run_dir / "07_deploy").mkdir(parents=True)
+    (run_dir / "manifest.json").write_text("{}")
+    pipeline = Pipeline(
+        "churn", tmp_path, (), "churn-model", "sqlite:///mlflow.db",
+        notify=Notify("NBTOOLS_TEST_WEBHOOK", ("promoted",)),
+    )  # fmt: skip
+    stage = StageContext(
+        name="deploy", project_dir=tmp_path, output_dir=run_dir / "07_deploy", pipeline=pipeline
+    )
+
+    assert stage.notify("promoted", "Version 2 is the champion now.", version="2")
+    assert not stage.notify("rejected", "Not listed in notify.on: not posted.")
+    [message] = webhook.messages
+    assert message["nbtools"]["run_id"] == "20260301-000000-abcdef"
+    assert message["nbtools"]["stage"] == "deploy"
+    assert message["nbtools"]["record"] == str(run_dir / "manifest.json")
+    assert message["nbtools"]["details"] == {"version": "2"}
+
+    webhook.answer = (500, "")
+    assert not stage.notify("promoted", "Version 3 is the champion now.")
+    [warning] = stage_warnings(read_recorded(stage.output_dir))  # printed by `nbtools run`
+    assert "answered HTTP 500" in warning and "s3cr3t" not in warning
