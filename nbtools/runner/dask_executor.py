@@ -5,17 +5,21 @@ worker, in the worker's process (one task at a time: start workers with ``--nthr
 Papermill changes the working directory while it runs). A task whose worker dies is rescheduled
 on another worker by the scheduler; a stage that still cannot finish is recorded as failed. Run
 records and stage outputs are plain paths, so every worker must reach the project folder (one
-machine, or a shared file system). Dask is imported here only: a local run never pays for it.
+machine, or a shared file system). A stage's ``resources`` in ``pipeline.yaml`` become Dask's
+worker resources (``CPU``, ``MEMORY``, ``GPU``), so it runs only on a worker that offers them.
+Dask is imported here only: a local run never pays for it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
-from nbtools.errors import ClusterError
+from nbtools.errors import ClusterError, StageFailedError
+from nbtools.pipeline.deployment import Resources
 from nbtools.runner.scheduler import run_stage_notebook
 
 #: Environment variable that hands the scheduler address to stage kernels (joblib's Dask backend).
@@ -55,7 +59,11 @@ class DaskStagePool(Executor):
         self._cluster: Any = None
         if scheduler is None:
             self._cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                resources=local_worker_resources(),
             )
             scheduler = str(self._cluster.scheduler_address)
         try:
@@ -88,13 +96,52 @@ class DaskStagePool(Executor):
         injected: dict[str, Any],
         cwd: Path,
         timeout: int,
+        *,
+        resources: Resources | None = None,
     ) -> Future[None]:
         """Execute a stage notebook as a task on the cluster (see
         :func:`~nbtools.runner.scheduler.run_stage_notebook`), its kernel told the scheduler's
-        address for joblib's Dask backend."""
+        address for joblib's Dask backend.
+
+        A stage that declares ``resources`` runs only on a worker that has them (see
+        :func:`worker_resources`); when no worker of the cluster has them, the stage fails at
+        once, saying how to start one, rather than wait for ever.
+        """
         environ = {SCHEDULER_VARIABLE: self.address}
-        return self.submit(
-            run_stage_notebook, stage, notebook, executed, injected, cwd, timeout, environ
+        wanted = worker_resources(resources or Resources())
+        if wanted:
+            missing = self._unplaceable(wanted)
+            if missing is not None:
+                failed: Future[None] = Future()
+                failed.set_exception(StageFailedError(stage, missing, None, str(executed)))
+                return failed
+        future: Future[None] = self._executor.submit(
+            run_stage_notebook,
+            stage,
+            notebook,
+            executed,
+            injected,
+            cwd,
+            timeout,
+            environ,
+            resources=wanted or None,
+        )
+        return future
+
+    def _unplaceable(self, wanted: dict[str, float]) -> str | None:
+        """Say why no worker can take a task needing ``wanted``, or None when one can."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        for worker in workers:
+            has = worker.get("resources") or {}
+            if all(has.get(name, 0) >= amount for name, amount in wanted.items()):
+                return None
+        needed = ",".join(f"{name}={amount:g}" for name, amount in wanted.items())
+        return (
+            f"it declares resources {needed}, and no worker of the Dask cluster at "
+            f"{self.address} has them (its workers have: "
+            f"{'; '.join(str(w.get('resources') or {}) for w in workers) or 'no workers'}). "
+            f"Start a worker that has them, e.g. `dask worker {self.address} --nthreads 1 "
+            f'--resources "{needed}"`, or lower the stage\'s resources in pipeline.yaml'
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -103,6 +150,37 @@ class DaskStagePool(Executor):
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def worker_resources(resources: Resources) -> dict[str, float]:
+    """Return a stage's ``resources`` as Dask's abstract worker resources.
+
+    ``cpu`` becomes ``CPU`` (cores), ``memory`` ``MEMORY`` (bytes) and ``gpu`` ``GPU``; a
+    worker offers them with ``dask worker --resources "CPU=4,MEMORY=16e9,GPU=1"``.
+    """
+    wanted: dict[str, float] = {}
+    if resources.cpu is not None:
+        wanted["CPU"] = float(resources.cpu)
+    if resources.memory_bytes is not None:
+        wanted["MEMORY"] = float(resources.memory_bytes)
+    if resources.gpu:
+        wanted["GPU"] = float(resources.gpu)
+    return wanted
+
+
+def local_worker_resources() -> dict[str, float]:
+    """The resources each worker of a local cluster offers: this machine's cores and memory.
+
+    The workers share the machine, one stage each at a time, so each offers all of it; a stage
+    asking for more than the machine has (or for a GPU) is refused at once.
+    """
+    from nbtools.runner import memory
+
+    offered = {"CPU": float(os.cpu_count() or 1)}
+    limit = memory.memory_limit()
+    if limit is not None:
+        offered["MEMORY"] = float(limit)
+    return offered
 
 
 def dask_joblib_backend(address: str) -> Any:

@@ -212,7 +212,13 @@ class GraphRun:
         }
         executed = stage_dir / EXECUTED_NOTEBOOK
         return self.pool.run_stage(
-            stage.name, stage.notebook, executed, injected, cwd, stage.timeout
+            stage.name,
+            stage.notebook,
+            executed,
+            injected,
+            cwd,
+            stage.timeout,
+            resources=stage.resources,
         )
 
     def _finish(self, name: str, future: Future[None]) -> None:

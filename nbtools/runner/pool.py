@@ -11,6 +11,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from nbtools.pipeline.deployment import Resources
+
 
 @runtime_checkable
 class StagePool(Protocol):
@@ -37,8 +39,13 @@ class StagePool(Protocol):
         injected: dict[str, Any],
         cwd: Path,
         timeout: int,
+        *,
+        resources: Resources | None = None,
     ) -> Future[None]:
         """Execute a stage notebook with ``injected`` parameters, saving it as ``executed``.
+
+        ``resources`` is what the stage declares it needs; a pool that places stages on
+        machines of a cluster places it where they are.
 
         Returns
         -------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtools.errors import InvalidParameterError, StageFailedError
+from nbtools.pipeline.deployment import Resources
 from nbtools.records.runs import HTML_RECORD
 from nbtools.runner.pool import StagePool
 
@@ -208,8 +209,13 @@ class LocalStagePool(Executor):
         injected: dict[str, Any],
         cwd: Path,
         timeout: int,
+        *,
+        resources: Resources | None = None,
     ) -> Future[None]:
-        """Execute a stage notebook in a kernel of this pool (see :func:`run_local_stage`)."""
+        """Execute a stage notebook in a kernel of this pool (see :func:`run_local_stage`).
+
+        ``resources`` is not enforced here: a stage on this machine has what the machine has.
+        """
         return self.submit(run_local_stage, stage, notebook, executed, injected, cwd, timeout, self)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

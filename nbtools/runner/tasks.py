@@ -35,6 +35,7 @@ from nbtools.pipeline.sources import fingerprint_stages
 from nbtools.pipeline.spec import Pipeline, load_pipeline
 from nbtools.records.history import process_alive
 from nbtools.records.manifest import DONE, RunRecord, StageRecord, load_record
+from nbtools.records.notify import notify_run_failed
 from nbtools.records.runs import EXECUTED_NOTEBOOK, HTML_RECORD, RunResult, project_lock
 from nbtools.runner.cache import CacheIndex, CacheKey
 from nbtools.runner.cache_policy import CachePolicy, store_under_own_champion
@@ -203,7 +204,8 @@ def finish_task_run(project_dir: str | Path, key: str, *, echo: Echo | None = No
     """Close the run named ``key``: its status, unfinished stages and MLflow parent run.
 
     A stage still pending (its task never ran) is ``not run``; one still running is failed,
-    as interrupted. Calling it again on a closed run changes nothing.
+    as interrupted. A run that did not succeed posts ``run-failed`` to the webhook of
+    ``notify`` in ``pipeline.yaml``. Calling it again on a closed run changes nothing.
 
     Returns
     -------
@@ -220,9 +222,12 @@ def finish_task_run(project_dir: str | Path, key: str, *, echo: Echo | None = No
     run_dir = _run_dir(pipeline, key)
     with _run_lock(run_dir):
         record = load_record(run_dir)
-        if record.status == "running":
+        closing = record.status == "running"
+        if closing:
             succeeded = all(s.status in DONE for s in record.stages.values())
             _close(pipeline, record, succeeded=succeeded)
+    if closing:  # a retried finish does not post twice
+        notify_run_failed(pipeline, record.to_dict())
     error = _first_error(record)
     say(f"Run {record.run_id}: {record.status}" + (f" ({error})" if error else ""))
     return RunResult(

@@ -82,7 +82,9 @@ def cluster(
             # A task whose worker dies is retried once elsewhere, then fails (KilledWorker).
             env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
         ),
-        start_group([*worker, "--name", "w1"], log=logs / "w1.log"),
+        start_group(
+            [*worker, "--name", "w1", "--resources", "CPU=2,MEMORY=4e9"], log=logs / "w1.log"
+        ),
         start_group([*worker, "--name", "w2"], log=logs / "w2.log"),
         start_group(
             [
@@ -235,3 +237,42 @@ def test_sweep_variants_run_as_parallel_tasks_on_the_cluster(
         assert manifest["stages"]["meets"]["recorded"]["met"] == ["a", "b"]
     produce = [v.result.manifest["stages"]["produce"]["status"] for v in variants]
     assert sorted(produce) == ["reused", "succeeded"]
+
+
+WHERE = """\
+import os
+stage.record('worker_pid', os.getppid())  # the Dask worker executing this stage
+"""
+
+
+def test_a_stage_runs_on_a_worker_with_the_resources_it_declares_or_fails_saying_so(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    root = _project(tmp_path / "project", cluster["tracking_uri"])
+    for name in ("big", "gpu"):
+        nb = nbformat.read(root / "flaky.ipynb", as_version=4)
+        nb.cells[2].source = nb.cells[2].source.replace('"flaky"', f'"{name}"')
+        nb.cells[3].source = WHERE
+        nbformat.write(nb, root / f"{name}.ipynb")
+    (root / "pipeline.yaml").write_text(
+        f"name: on-dask\ntracking_uri: {cluster['tracking_uri']}\nstages:\n"
+        "  big: {notebook: big.ipynb, resources: {cpu: 2, memory: 1Gi}}\n"
+        "  gpu: {notebook: gpu.ipynb, resources: {gpu: 1}}\n"
+        "  produce: {notebook: produce.ipynb}\n",
+        encoding="utf-8",
+    )
+    result = run_pipeline(root, executor="dask", scheduler=cluster["scheduler"], jobs=2)
+
+    stages = result.manifest["stages"]
+    assert stages["produce"]["status"] == stages["big"]["status"] == "succeeded"
+    with Client(cluster["scheduler"], timeout=DEADLINE) as client:
+        pids = {
+            w["name"]: w["pid"] for w in client.scheduler_info(n_workers=-1)["workers"].values()
+        }
+    assert stages["big"]["recorded"]["worker_pid"] == pids["w1"]  # the one with 2 cores
+    assert stages["gpu"]["status"] == "failed"
+    message = stages["gpu"]["error"]["message"]
+    assert "declares resources GPU=1" in message and "no worker" in message
+    assert '--resources "GPU=1"' in message
