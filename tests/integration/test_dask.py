@@ -268,9 +268,8 @@ def test_a_stage_runs_on_a_worker_with_the_resources_it_declares_or_fails_saying
     stages = result.manifest["stages"]
     assert stages["produce"]["status"] == stages["big"]["status"] == "succeeded"
     with Client(cluster["scheduler"], timeout=DEADLINE) as client:
-        pids = {
-            w["name"]: w["pid"] for w in client.scheduler_info(n_workers=-1)["workers"].values()
-        }
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        pids = {workers[address]["name"]: pid for address, pid in client.run(os.getpid).items()}
     assert stages["big"]["recorded"]["worker_pid"] == pids["w1"]  # the one with 2 cores
     assert stages["gpu"]["status"] == "failed"
     message = stages["gpu"]["error"]["message"]

@@ -28,7 +28,7 @@ WRONG = "tok-0ld-4f2e8c"  # a revoked one
 @pytest.fixture
 def warehouse() -> Iterator[str]:
     """An HTTP API on 127.0.0.1 answering JSON records only to ``?token=TOKEN``."""
-    body = make_churn().head(400).to_json(orient="records").encode()
+    body = make_churn().head(400).to_json(orient="records", date_format="iso").encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
