@@ -9,8 +9,7 @@ import click
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
 from nbtools.ops.exports.airflow import OPERATORS, AirflowOptions, export_airflow
-from nbtools.ops.exports.commands import TaskCommands, default_nbtools
-from nbtools.params import parse_assignment
+from nbtools.ops.exports.commands import TaskCommands, default_nbtools, parameters_as_typed
 from nbtools.pipeline.spec import load_pipeline
 
 #: Where the project sits inside a pod when --project-path does not say.
@@ -98,11 +97,7 @@ def airflow(
     FOLDER defaults to <project>/export/airflow; copy the file into Airflow's dags folder.
     """
     pipeline = load_pipeline(project_dir)
-    overrides, raw = {}, {}
-    for text in params:
-        key, overrides[key] = parse_assignment(text)
-        raw[key] = text.partition("=")[2].strip()  # as typed: `nbtools task start` reads it
-    pipeline.resolve(profile, overrides)  # a bad profile or parameter fails here, not in Airflow
+    raw = parameters_as_typed(params, pipeline=pipeline, profile=profile)
     pod = operator == "kubernetes"
     commands = TaskCommands(
         nbtools=executable or ("nbtools" if pod else default_nbtools()),

@@ -13,7 +13,7 @@ import click
 
 from nbtools.cli._errors import reports_errors
 from nbtools.cli._options import param_option, project_option
-from nbtools.params import parse_assignment
+from nbtools.ops.exports.commands import parameters_as_typed
 from nbtools.pipeline.spec import Pipeline, find_project, load_pipeline
 
 if TYPE_CHECKING:
@@ -64,10 +64,7 @@ def _schedule(
 ) -> Schedule:
     from nbtools.ops.scheduling.schedule import Schedule
 
-    values = {}
-    for text in params:
-        key, _value = parse_assignment(text)  # refuses NAME without =VALUE
-        values[key] = text.partition("=")[2]
+    values = parameters_as_typed(params)  # Schedule.check checks them against the pipeline
     return Schedule(expression, command, profile, values, current, retrain).check(pipeline)
 
 

@@ -10,10 +10,13 @@ identifier (``--key``), so a retried task finds the run it belongs to. The monit
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nbtools.params import parse_assignment
+from nbtools.pipeline.spec import Pipeline
 
 #: ``nbtools monitor``'s exit status on a breach of the retraining rule.
 EXIT_BREACH = 6
@@ -74,6 +77,30 @@ class TaskCommands:
         for name, value in self.params.items():
             options += ["-p", f"{name}={value}"]
         return options
+
+
+def parameters_as_typed(
+    params: Iterable[str], *, pipeline: Pipeline | None = None, profile: str | None = None
+) -> dict[str, str]:
+    """Return ``NAME=VALUE`` options as NAME to the value as typed, for the tasks' command lines.
+
+    The tasks pass the text on to ``nbtools``, which parses it again. Given ``pipeline``, the
+    values and ``profile`` are checked against it first, so a bad one fails at export time
+    rather than in a task.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an option without ``=VALUE``, or (with ``pipeline``) an unknown profile or a
+        parameter the pipeline refuses.
+    """
+    overrides, as_typed = {}, {}
+    for text in params:
+        key, overrides[key] = parse_assignment(text)
+        as_typed[key] = text.partition("=")[2].strip()
+    if pipeline is not None:
+        pipeline.resolve(profile, overrides)
+    return as_typed
 
 
 def shell(command: list[str]) -> str:

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbtools.errors import ExportError, PipelineSpecError
-from nbtools.ops.exports.commands import TaskCommands
-from nbtools.params import parse_assignment
+from nbtools.ops.exports.commands import TaskCommands, parameters_as_typed
 from nbtools.pipeline.deployment import Resources
 from nbtools.pipeline.spec import Pipeline, load_pipeline
 
@@ -100,11 +99,7 @@ def export_kubeflow(
         When ``python`` lacks the KFP SDK or the SDK refuses the pipeline.
     """
     pipeline = load_pipeline(project_dir)
-    overrides, as_given = {}, {}
-    for text in params:
-        key, value = parse_assignment(text)
-        overrides[key], as_given[key] = value, text.partition("=")[2].strip()
-    pipeline.resolve(profile, overrides)  # refuse a bad profile or override now, not in a pod
+    as_given = parameters_as_typed(params, pipeline=pipeline, profile=profile)
     commands = TaskCommands("nbtools", target.project_path, profile=profile, params=as_given)
     program_text = kfp_program(pipeline, target, commands)
     compiler = python or sys.executable
