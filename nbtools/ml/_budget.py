@@ -35,7 +35,7 @@ FIRST_FITS = 20
 #: Rough fit time of each kind of model with default settings, relative to gradient boosting
 #: (100 full-depth trees of a forest cost far more than 100 small boosted trees): a family whose
 #: expected fit would overrun the budget is skipped rather than started.
-COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0}
+COST = {"boosting": 1.0, "linear": 0.3, "forest": 8.0, "neural": 3.0}
 
 #: A forest's cost grows with the rows far faster than boosting's, so :data:`COST` can be off
 #: several times over: a forest is first grown to this share of its trees, timed, and finished

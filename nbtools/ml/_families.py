@@ -6,7 +6,7 @@ The table is declarative; :mod:`nbtools.ml.modeling` re-exports everything publi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from nbtools.errors import InvalidParameterError
+from nbtools.ml.neural import TorchMLPClassifier, TorchMLPRegressor, require_torch
 from nbtools.ml.tuning import resolve_space
 
 __all__ = ["DEFAULT_FAMILY", "TASKS", "ModelFamily", "check_task", "family_table"]
@@ -54,8 +55,11 @@ class ModelFamily:
     distributions : dict
         Estimator parameter name to a ``scipy.stats`` distribution or a list, for random and
         successive-halving search.
-    preprocessing : {"linear", "forest", "boosting"}
+    preprocessing : {"linear", "forest", "boosting", "neural"}
         The kind of model ``cleaning.build_preprocessor`` prepares the features for.
+    requires : callable or None
+        Called before the family is used; raises with the install command when what the
+        family trains with (PyTorch) is missing. None: nothing beyond nbtools' own needs.
     """
 
     name: str
@@ -65,15 +69,28 @@ class ModelFamily:
     grid: Mapping[str, list[Any]]
     distributions: Mapping[str, Any]
     preprocessing: str = "linear"
+    requires: Callable[[], object] | None = None
 
-    def make_estimator(self, seed: int, class_weight: str | None = None) -> BaseEstimator:
+    def check_installed(self) -> None:
+        """Raise ``InvalidParameterError`` naming the install command when the family's
+        extra (``nbtools[torch]``) is missing."""
+        if self.requires is not None:
+            self.requires()
+
+    def make_estimator(
+        self, seed: int, class_weight: str | None = None, *, device: str = "auto"
+    ) -> BaseEstimator:
         """Return a fresh unfitted estimator of this family seeded with ``seed``.
 
-        ``class_weight`` is set on estimators that take one (classifiers); others ignore it.
+        ``class_weight`` is set on estimators that take one (classifiers), ``device`` on those
+        that train on a device (``torch_mlp``); others ignore them.
         """
         estimator = self.estimator(random_state=seed, **self.defaults)
-        if class_weight is not None and "class_weight" in estimator.get_params():
+        own = estimator.get_params()
+        if class_weight is not None and "class_weight" in own:
             estimator.set_params(class_weight=class_weight)
+        if "device" in own:
+            estimator.set_params(device=device)
         return estimator
 
     def search_space(
@@ -117,6 +134,19 @@ def family_table() -> dict[str, dict[str, ModelFamily]]:
         "l2_regularization": stats.loguniform(1e-4, 10.0),
     }
     linear_grid = [0.01, 0.1, 1.0, 10.0, 100.0]
+    network_grid: dict[str, list[Any]] = {
+        "width": [64, 128],
+        "depth": [1, 2],
+        "learning_rate": [1e-3, 3e-3],
+    }
+    network_random: dict[str, Any] = {
+        "width": [32, 64, 128, 256],
+        "depth": [1, 2, 3],
+        "dropout": stats.uniform(0.0, 0.3),
+        "learning_rate": stats.loguniform(3e-4, 1e-2),
+        "weight_decay": stats.loguniform(1e-6, 1e-2),
+        "epochs": [100, 200, 400],
+    }
     families = [
         ModelFamily(
             "logistic_regression",
@@ -169,6 +199,26 @@ def family_table() -> dict[str, dict[str, ModelFamily]]:
             boosting_grid,
             boosting_random,
             "boosting",
+        ),
+        ModelFamily(
+            "torch_mlp",
+            "classification",
+            TorchMLPClassifier,
+            {},
+            network_grid,
+            network_random,
+            "neural",
+            require_torch,
+        ),
+        ModelFamily(
+            "torch_mlp",
+            "regression",
+            TorchMLPRegressor,
+            {},
+            network_grid,
+            network_random,
+            "neural",
+            require_torch,
         ),
         ModelFamily(
             "kmeans",

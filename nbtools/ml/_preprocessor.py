@@ -96,14 +96,15 @@ def build_preprocessor(
     """Build the learned half of cleaning as an unfitted transformer, suited to a kind of model.
 
     Numeric columns: outlier clipping (optional), imputation, and scaling (optional, for linear
-    models only: trees split on order, which scaling does not change). Categorical columns:
-    the encoding ``params.encoding`` names, or with ``"auto"`` the one that suits ``model``
-    (:func:`nbtools.ml.encoding.auto_encoding`): native categories for gradient boosting,
-    one-hot for linear models, ordinal codes for forests, and the cross-fitted target mean for
-    a column with more levels than those take. Columns in neither list are dropped. Categories
-    not seen during fit do not fail at prediction time: one-hot encodes them as the
-    "infrequent" column (or all zeros), ordinal as -1, native categories and target means as
-    missing or the overall mean.
+    models only: trees split on order, which scaling does not change, and a neural network
+    standardises its inputs itself). Categorical columns: the encoding ``params.encoding``
+    names, or with ``"auto"`` the one that suits ``model``
+    (:func:`nbtools.ml.encoding.auto_encoding`): native categories for gradient boosting and
+    for a neural network's embeddings, one-hot for linear models, ordinal codes for forests,
+    and the cross-fitted target mean for a column with more levels than those take. Columns in
+    neither list are dropped. Categories not seen during fit do not fail at prediction time:
+    one-hot encodes them as the "infrequent" column (or all zeros), ordinal as -1, native
+    categories and target means as missing or the overall mean.
 
     Parameters
     ----------
@@ -111,7 +112,7 @@ def build_preprocessor(
         The cleaning parameters.
     numeric_columns, categorical_columns : list of str
         From :func:`column_types`.
-    model : {"linear", "forest", "boosting"}, default="linear"
+    model : {"linear", "forest", "boosting", "neural"}, default="linear"
         The kind of model the output feeds (``ModelFamily.preprocessing``).
     target_type : str or None, default=None
         ``TargetEncoder``'s target type (:data:`nbtools.ml.encoding.TARGET_TYPES` of the

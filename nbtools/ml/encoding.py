@@ -7,9 +7,13 @@ The clean stage's ``encoding="auto"`` leaves the choice to the model that the tr
 model       few levels                  many levels (more than the limit)
 ==========  ==========================  ===================================================
 boosting    native categories (<= 255)  target mean, cross-fitted (``TargetEncoder``)
+neural      native categories (<= 255)  target mean, cross-fitted
 forest      ordinal codes               target mean, cross-fitted
 linear      one-hot                     target mean, cross-fitted
 ==========  ==========================  ===================================================
+
+A neural network (``torch_mlp``) learns an embedding per level from native categories: a few
+numbers per level instead of a one-hot column per level.
 
 Histogram gradient boosting splits on a category directly (it groups levels by their gradient
 statistics), which needs no encoding at all, but it takes at most 255 levels per column. A
@@ -44,7 +48,7 @@ __all__ = [
 ]
 
 #: The kinds of model a preprocessor can be built for.
-MODEL_KINDS = ("linear", "forest", "boosting")
+MODEL_KINDS = ("linear", "forest", "boosting", "neural")
 
 #: The most levels histogram gradient boosting splits on natively (its ``max_bins``).
 NATIVE_MAX_LEVELS = 255
@@ -62,7 +66,7 @@ def auto_encoding(
 
     Parameters
     ----------
-    model : {"linear", "forest", "boosting"}
+    model : {"linear", "forest", "boosting", "neural"}
         The kind of model the preprocessor feeds.
     levels : int or None
         Distinct values of the column in the training split; None when unknown.
@@ -80,10 +84,11 @@ def auto_encoding(
     if model not in MODEL_KINDS:
         choices = ", ".join(repr(k) for k in MODEL_KINDS)
         raise InvalidParameterError(f"The model kind must be one of {choices}. Got {model!r}.")
-    limit = NATIVE_MAX_LEVELS if model == "boosting" else max_categories
+    native = model in ("boosting", "neural")
+    limit = NATIVE_MAX_LEVELS if native else max_categories
     if levels is not None and levels > limit and target_type is not None:
         return "target"
-    return {"boosting": "native", "forest": "ordinal", "linear": "onehot"}[model]
+    return "native" if native else {"forest": "ordinal", "linear": "onehot"}[model]
 
 
 def target_encoder(target_type: str | None, seed: int = 0) -> TargetEncoder:

@@ -218,6 +218,7 @@ def pipeline_factory(
     task: str,
     seed: int,
     class_weight: str = "none",
+    device: str = "auto",
     levels: Mapping[str, int] | None = None,
 ) -> Callable[[str], Pipeline]:
     """Return ``make_pipeline(family)``: the unfitted model pipeline of a family.
@@ -226,7 +227,8 @@ def pipeline_factory(
     :func:`nbtools.ml.cleaning.build_preprocessor`): gradient boosting keeps missing values
     and categories for its native handling, unless a feature selector, which needs finite
     numbers, sits in between. ``levels`` (distinct values per categorical column of the
-    training split) decides which columns are target-encoded.
+    training split) decides which columns are target-encoded. ``class_weight`` and ``device``
+    are the train stage's parameters (:func:`nbtools.ml.modeling.make_estimator`).
     """
     target_type = TARGET_TYPES.get(task)
 
@@ -243,12 +245,12 @@ def pipeline_factory(
             levels=levels,
             finite=finite,
         )
-        if chosen.preprocessing == "boosting":
+        if chosen.preprocessing in ("boosting", "neural"):
             selector.set_output(transform="pandas")  # keeps the category columns' dtype
         pipeline = build_pipeline(
             preprocessor,
             selector,
-            make_estimator(chosen.name, task, seed=seed, class_weight=class_weight),
+            make_estimator(chosen.name, task, seed=seed, class_weight=class_weight, device=device),
             creator=FeatureCreator(feature_params.date_parts, feature_params.expressions),
         )
         return pipeline

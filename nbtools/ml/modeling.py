@@ -8,10 +8,13 @@ Each task has a few model families, each with a small grid (lists, for ``search=
 wider random space (``scipy.stats`` distributions, for ``search="random"`` and ``"halving"``):
 
 ==============  ==================================================================
-classification  logistic_regression, random_forest, hist_gradient_boosting
-regression      ridge, random_forest, hist_gradient_boosting
+classification  logistic_regression, random_forest, hist_gradient_boosting, torch_mlp
+regression      ridge, random_forest, hist_gradient_boosting, torch_mlp
 clustering      kmeans
 ==============  ==================================================================
+
+``torch_mlp`` is a neural network trained with PyTorch (:mod:`nbtools.ml.neural`), installed
+with ``pip install 'nbtools[torch]'``; ``family="auto"`` never picks it.
 
 :func:`get_family` resolves ``family="auto"`` to histogram gradient boosting (k-means for
 clustering), the usual strongest single family on tabular data; the train stage itself compares
@@ -112,7 +115,8 @@ class TrainParams(StageParams):
     family: str = param(
         "auto",
         help="model family, auto: compare hist_gradient_boosting, a linear model and random_forest "
-        "on the validation split (kmeans for clustering)",
+        "on the validation split (kmeans for clustering); torch_mlp: a neural network, "
+        "pip install 'nbtools[torch]'",
         choices=FAMILY_NAMES,
     )
     search: str = param(
@@ -140,6 +144,11 @@ class TrainParams(StageParams):
         "none",
         help="balanced: weigh classes by inverse frequency (moves precision and recall)",
         choices=("none", "balanced"),
+    )
+    device: str = param(
+        "auto",
+        help="where the torch_mlp network trains, auto: a GPU when PyTorch sees one, else the CPU",
+        choices=("auto", "cpu", "cuda"),
     )
     time_budget: float | None = param(
         None,
@@ -175,7 +184,9 @@ class TrainParams(StageParams):
         """
         super().validate()
         if task is not None:
-            get_family(self.family, task).search_space(resolve_search(self.search, 0), self.space)
+            family = get_family(self.family, task)
+            family.check_installed()
+            family.search_space(resolve_search(self.search, 0), self.space)
             resolve_scoring(self.scoring, task, None)
         return self
 
@@ -222,14 +233,15 @@ def get_family(family: str, task: str) -> ModelFamily:
 
 
 def make_estimator(
-    family: str, task: str, *, seed: int, class_weight: str = "none"
+    family: str, task: str, *, seed: int, class_weight: str = "none", device: str = "auto"
 ) -> BaseEstimator:
     """Return a fresh unfitted estimator of ``family`` for ``task``, seeded with ``seed``.
 
-    ``class_weight`` is the train stage's parameter (``"none"`` or ``"balanced"``).
+    ``class_weight`` (``"none"`` or ``"balanced"``) and ``device`` are the train stage's
+    parameters; ``device`` reaches only the families that take one (``torch_mlp``).
     """
     weight = None if class_weight == "none" else class_weight
-    return get_family(family, task).make_estimator(seed, weight)
+    return get_family(family, task).make_estimator(seed, weight, device=device)
 
 
 def resolve_search(search: str, n_rows: int) -> str:

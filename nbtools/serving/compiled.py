@@ -13,7 +13,7 @@ turns a fitted nbtools model pipeline into plain arrays:
 - **The model** predicts from the resulting matrix: tree ensembles by walking all their trees
   at once (:class:`~nbtools.serving._trees.FlatTrees`, for batches under :data:`WALK_ROWS` rows)
   or through scikit-learn's own tree predictors (larger batches), linear models and k-means by
-  their coefficients and centres.
+  their coefficients and centres, a ``torch_mlp`` network by its own NumPy forward pass.
 
 The date parts the pipeline creates are computed from the date columns as it computes them.
 A pipeline whose parts the compiled form does not cover (features created by expressions, a
@@ -46,6 +46,7 @@ from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
 from nbtools.ml.cleaning import OutlierClipper
 from nbtools.ml.features import DATE_PARTS
+from nbtools.ml.neural import TorchMLPClassifier, TorchMLPRegressor
 from nbtools.serving._trees import FlatTrees, flatten_boosting, flatten_forest
 
 __all__ = [
@@ -208,6 +209,19 @@ class _KMeans(_Head):
         return np.argmin(distances, axis=1).astype(np.int32)
 
 
+class _Neural(_Head):
+    """A ``torch_mlp`` network: its own NumPy forward pass, over the compiled matrix."""
+
+    def __init__(self, model: TorchMLPClassifier | TorchMLPRegressor) -> None:
+        self.model = model
+        self.classes = getattr(model, "classes_", None)
+
+    def raw(self, Z: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, TorchMLPClassifier):
+            return self.model.predict_proba(Z)
+        return self.model.predict(Z)
+
+
 def _head(model: Any) -> _Head:
     if isinstance(model, _BOOSTING):
         return _Boosting(model)
@@ -219,6 +233,8 @@ def _head(model: Any) -> _Head:
         return _Ridge(model)
     if type(model) is KMeans:
         return _KMeans(model)
+    if isinstance(model, TorchMLPClassifier | TorchMLPRegressor):
+        return _Neural(model)
     raise NotCompilable(f"the model {type(model).__name__} is not covered")
 
 

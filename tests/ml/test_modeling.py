@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -159,6 +160,24 @@ def test_every_family_offers_a_grid_and_a_wider_random_space():
             estimator = family.make_estimator(seed=0)
             for candidate in ParameterSampler(distributions, n_iter=3, random_state=0):
                 estimator.set_params(**{k.removeprefix("model__"): v for k, v in candidate.items()})
+
+
+class _NoTorch:
+    """An import finder that fails every import of torch, as where PyTorch is not installed."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name.split(".")[0] == "torch":
+            raise ImportError("No module named 'torch'")
+
+
+def test_the_torch_family_without_its_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", [_NoTorch(), *sys.meta_path])
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    for task in ("classification", "regression"):
+        with pytest.raises(InvalidParameterError, match=r"pip install 'nbtools\[torch\]'"):
+            TrainParams(family="torch_mlp").validate(task)
+    with pytest.raises(InvalidParameterError, match="must be one of"):
+        TrainParams(family="torch_mlp").validate("clustering")
 
 
 # --- search ----------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 from servicekit import MODEL, Registry, Service
 
+from nbtools.errors import InvalidParameterError
 from nbtools.ml.cleaning import CleaningParams, column_types
 from nbtools.ml.features import FeatureParams
 from nbtools.ml.model_choice import pipeline_factory
-from nbtools.ml.modeling import FAMILIES, SAMPLE_FILE, save_model
+from nbtools.ml.modeling import FAMILIES, SAMPLE_FILE, ModelFamily, save_model
 from nbtools.serving import model as served
 from nbtools.serving.compiled import NotCompilable, compile_pipeline, disagreement
 from nbtools.serving.schema import InputSchema
@@ -95,12 +96,23 @@ def new_rows() -> pd.DataFrame:
     return rows
 
 
+def _installed(family: ModelFamily) -> bool:
+    try:
+        family.check_installed()
+    except InvalidParameterError:
+        return False
+    return True
+
+
+#: Every family of every task; ``torch_mlp`` where PyTorch is installed (``test_torch_extra.py``
+#: runs these cases in an environment with ``nbtools[torch]``).
 CASES = [
-    (task, family)
+    (task, name)
     for task in ("binary", "multiclass", "regression", "clustering")
-    for family in FAMILIES[
+    for name, family in FAMILIES[
         {"binary": "classification", "multiclass": "classification"}.get(task, task)
-    ]
+    ].items()
+    if _installed(family)
 ]
 
 
