@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nbtools.errors import (
         ClusterError,
+        CurvesNotFoundError,
         DataSourceError,
         ExportError,
         InvalidInputError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         SchedulerError,
         SearchCancelledError,
         StageFailedError,
+        TensorBoardError,
     )
     from nbtools.pipeline.spec import Pipeline, Stage, load_pipeline
     from nbtools.records.runs import RunResult, list_runs, load_run
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 _ERRORS = (
     "ClusterError",
+    "CurvesNotFoundError",
     "DataSourceError",
     "ExportError",
     "InvalidInputError",
@@ -57,6 +60,7 @@ _ERRORS = (
     "SchedulerError",
     "SearchCancelledError",
     "StageFailedError",
+    "TensorBoardError",
 )
 _EXPORTS = {
     **dict.fromkeys(_ERRORS, "nbtools.errors"),
@@ -74,6 +78,7 @@ _EXPORTS = {
 
 __all__ = [
     "ClusterError",
+    "CurvesNotFoundError",
     "DataSourceError",
     "ExportError",
     "InvalidInputError",
@@ -94,6 +99,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "StageFailedError",
+    "TensorBoardError",
     "list_runs",
     "load_pipeline",
     "load_run",

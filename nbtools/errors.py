@@ -40,6 +40,10 @@ class RunNotFoundError(_BadInput, LookupError):
     """No run record has the requested run id."""
 
 
+class CurvesNotFoundError(_BadInput, LookupError):
+    """No run record asked for holds training curves (TensorBoard event files)."""
+
+
 class ProjectNotFoundError(_BadInput, FileNotFoundError):
     """No ``pipeline.yaml`` was found in the given directory or its parents."""
 
@@ -62,6 +66,10 @@ class ClusterError(NbtoolsError, ConnectionError):
 
 class ExportError(NbtoolsError, RuntimeError):
     """An export for an orchestrator cannot be written: its SDK is missing or refused it."""
+
+
+class TensorBoardError(NbtoolsError, RuntimeError):
+    """TensorBoard cannot be started to show training curves: it is not installed."""
 
 
 class SchedulerError(NbtoolsError, RuntimeError):

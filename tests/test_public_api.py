@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = [
     "ClusterError",
+    "CurvesNotFoundError",
     "DataSourceError",
     "ExportError",
     "InvalidInputError",
@@ -35,6 +36,7 @@ EXPECTED = [
     "Stage",
     "StageContext",
     "StageFailedError",
+    "TensorBoardError",
     "list_runs",
     "load_pipeline",
     "load_run",
@@ -111,6 +113,7 @@ def test_what_the_stage_templates_call_of_the_ml_library_is_in_its_all() -> None
 
 def test_the_exit_status_follows_the_kind_of_error() -> None:
     bad_input = {
+        "CurvesNotFoundError",
         "DataSourceError",
         "InvalidInputError",
         "InvalidParameterError",

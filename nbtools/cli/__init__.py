@@ -16,6 +16,7 @@ from nbtools.cli.runs import runs
 from nbtools.cli.schedule import schedule
 from nbtools.cli.serve import serve
 from nbtools.cli.task import task
+from nbtools.cli.tensorboard import tensorboard
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ cli.add_command(runs)
 cli.add_command(schedule)
 cli.add_command(serve)
 cli.add_command(task)
+cli.add_command(tensorboard)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@
 - :mod:`~nbtools.ops.predictions`: the log of every prediction a served model made;
 - :mod:`~nbtools.ops.monitoring`: drift and performance decay of new data, window by window;
 - :mod:`~nbtools.ops.retraining`: a monitoring check that retrains and redeploys on a breach;
-- :mod:`~nbtools.ops.simulation`: drifted demo data for teaching and testing monitoring.
+- :mod:`~nbtools.ops.simulation`: drifted demo data for teaching and testing monitoring;
+- :mod:`~nbtools.ops.tensorboard`: the training curves of runs in TensorBoard.
 
 Operations sit on top of the engine (:mod:`nbtools.runner`) and the ML library
 (:mod:`nbtools.ml`); only the faces (command line, Jupyter, panels, serving) sit above them.

@@ -136,6 +136,15 @@ def load_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
     return read_manifest(matches[0])
 
 
+def output_folder(runs_dir: Path, run_id: str, record: dict[str, Any]) -> Path:
+    """Return the output folder of a stage's ``record`` in run ``run_id``.
+
+    That is the folder of the run that executed the stage: for a stage the run reused, an
+    earlier run's.
+    """
+    return Path(record.get("output_dir") or runs_dir / run_id / record["dir"])
+
+
 def latest_outputs(runs_dir: Path, stages: tuple[str, ...]) -> dict[str, Path] | None:
     """Return the output folders of ``stages`` in the newest run where all of them succeeded.
 
@@ -147,7 +156,7 @@ def latest_outputs(runs_dir: Path, stages: tuple[str, ...]) -> dict[str, Path] |
         records = [manifest.get("stages", {}).get(stage) for stage in stages]
         if all(r and r.get("status") in ("succeeded", "reused") for r in records):
             folders = {
-                s: Path(r.get("output_dir") or runs_dir / manifest["run_id"] / r["dir"])
+                s: output_folder(runs_dir, manifest["run_id"], r)
                 for s, r in zip(stages, records, strict=True)
                 if r
             }
