@@ -23,6 +23,13 @@ import pytest
 
 FIXTURE_NOTEBOOKS = Path(__file__).parent / "notebooks"
 
+#: Set in the environment that has ``nbtools[torch]``, where ``tests/with_torch`` runs
+#: (``test_torch_extra.py`` builds that environment and runs them there).
+TORCH_TESTS = "NBTOOLS_TORCH_TESTS"
+
+#: ``tests/with_torch`` needs PyTorch and TensorBoard, which the main test environment has not.
+collect_ignore = [] if os.environ.get(TORCH_TESTS) else ["with_torch"]
+
 #: Environment variables pointing each tool's per-user folder into the session's temporary home.
 HOME_FOLDERS = {
     "JUPYTER_RUNTIME_DIR": "jupyter-runtime",
@@ -158,6 +165,55 @@ def extra_venv(tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> Cal
         return built[key]
 
     return build
+
+
+#: The PyTorch release the extra's tests install: a CPU build of it lies on this machine's disk
+#: (1 GB in the environment, against 5.5 GB for the CUDA build of a newer release).
+TORCH_RELEASE = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class TorchVenv:
+    """A virtual environment with ``nbtools[torch]``: its ``bin``, and the environment
+    variables its tests run with (``tests/with_torch`` collected, and this environment's
+    ``bin``, which has no PyTorch, as ``NBTOOLS_BASE_BIN``)."""
+
+    bin: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def torch_venv(tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> TorchVenv:
+    """A virtual environment with ``nbtools[torch]`` installed.
+
+    It sees this environment's packages (a ``.pth`` file adds its site-packages), so only what
+    the extra adds is installed: PyTorch (:data:`TORCH_RELEASE`), TensorBoard and nbtools
+    itself, editable, with the ``torch`` extra.
+    """
+    import subprocess
+    import sys
+    import sysconfig
+
+    venv = tmp_path_factory.mktemp("torch") / "venv"
+    env = {**os.environ, "PIP_CACHE_DIR": str(pip_cache)}
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    root = Path(__file__).parents[1]
+
+    def run(command: list[str]) -> str:
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command} failed:\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    run([sys.executable, "-m", "venv", str(venv)])
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    own = Path(run([str(python), "-c", purelib]).strip())
+    base = sysconfig.get_paths()["purelib"]
+    (own / "nbtools-base.pth").write_text(f"import site; site.addsitedir({base!r})\n")
+    run([*pip, TORCH_RELEASE])
+    run([*pip, "--editable", f"{root}[torch]"])
+    tests = {TORCH_TESTS: "1", "NBTOOLS_BASE_BIN": str(Path(sys.executable).parent)}
+    return TorchVenv(venv / "bin", {**os.environ, **tests})
 
 
 #: The environment variable the ``webhook`` fixture sets; projects name it in ``notify.webhook``.
