@@ -21,7 +21,19 @@ from typing import Any
 
 import pytest
 
-FIXTURE_NOTEBOOKS = Path(__file__).parent / "notebooks"
+#: OpenMP threads that wait sleep rather than spin in the test processes and in everything they
+#: start, as in stage kernels (``nbtools.runner.scheduler.QUIET_WAITING``): a gradient-boosting
+#: fit in a test otherwise holds both cores spinning while a kernel or a server started by a
+#: test (or by the other test process) needs one. Set before scikit-learn loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+TESTS = Path(__file__).parent
+FIXTURE_NOTEBOOKS = TESTS / "notebooks"
+
+#: The longest test files (minutes each: they build a virtual environment and run notebooks or a
+#: test suite in it). They come first, so that with two processes (``make test``) both start at
+#: once instead of one of them running alone at the end.
+LONGEST_FIRST = ("binder/test_binder_notebooks.py", "test_torch_extra.py")
 
 #: Set in the environment that has ``nbtools[torch]``, where ``tests/with_torch`` runs
 #: (``test_torch_extra.py`` builds that environment and runs them there).
@@ -46,6 +58,16 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[name] = str(home / folder)
     # at exit, after the in-process IPython shells (registered later, so run earlier) close
     atexit.register(shutil.rmtree, home, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of :data:`LONGEST_FIRST` first; every file keeps its tests' order."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(TESTS).as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 #: MLflow's URI variables as the session found them; every test ends with them restored.
