@@ -60,5 +60,10 @@ cron:
 
 # The binder test runs every notebook in notebooks/ with nbmake, in a fresh venv built from
 # binder/requirements.txt (the environment Binder builds).
+#
+# The tests run in two processes (pytest-xdist), a test file at a time in each, so a file's
+# module fixtures (a trained project, a server) are built once. --no-loadscope-reorder keeps the
+# order of tests/conftest.py, which starts the two longest files first (xdist would otherwise
+# start with the files of most tests).
 test: lint chromium cron $(LABEXT)
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=2 --dist=loadfile --no-loadscope-reorder
